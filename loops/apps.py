@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LoopsConfig(AppConfig):
+    name = "loops"
+    verbose_name = "A2I human loops"

@@ -1,0 +1,1 @@
+"""The shared test world. Feature-specific fixtures live in each tests/<area>/conftest.py."""
