@@ -1,0 +1,1 @@
+"""Celery tasks of the stop/delete actions (issue 5)."""
