@@ -1,0 +1,220 @@
+"""A simulated workforce that makes a local A2I look alive (issue 2, item 8).
+
+Off by default (`--workforce` turns it on; `make run` does). Every
+`workforce_tick_seconds` the daemon thread:
+
+1. reviews: for each InProgress loop (oldest first) whose age exceeds its review time,
+   completes it with a plausible answer from a worker, or fails it
+   (`workforce_failure_rate`, FailureCode InternalError or ValidationError), or leaves it
+   untouched forever (`workforce_abandon_rate`), so the store's expiry turns it into
+   Failed/Expired when its flow definition's TaskAvailabilityLifetimeInSeconds passes;
+2. starts new loops: a Poisson process of `workforce_start_rate` loops per second,
+   spread over the Active flow definitions, with realistic JSON input.
+
+Review time and fate are derived from a hash of the loop name, not from the thread's
+random state, so a loop gets the same review time on every tick and after a restart.
+Review times are log-normal, fitted to `workforce_review_seconds_median` and `_p90`.
+All options are read live, so `POST /_local/config` can speed the workforce up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass
+from statistics import NormalDist
+
+from a2i_local import errors
+
+logger = logging.getLogger(__name__)
+
+_STANDARD_NORMAL = NormalDist()
+# z-score of the 90th percentile of the standard normal distribution.
+Z_P90 = 1.2815515655446004
+# Bounds the work of one tick, so a freshly seeded store with thousands of overdue
+# InProgress loops drains over a few ticks instead of blocking the store for minutes.
+MAX_REVIEWS_PER_TICK = 200
+MAX_STARTS_PER_TICK = 100
+SCAN_LIMIT = 5000
+
+LABELS = ("cat", "dog", "bird", "car", "invoice", "receipt", "fraud", "legit", "positive", "negative")
+WORKERS = tuple(hashlib.sha1(f"worker-{n}".encode()).hexdigest()[:24] for n in range(25))
+FAILURES = (
+    ("InternalError", "The worker task could not be completed because of an internal error."),
+    ("ValidationError", "The answer submitted by the worker did not match the task template."),
+)
+
+
+@dataclass(frozen=True)
+class Fate:
+    """What the workforce does with one loop, derived from its name."""
+
+    review_seconds: float
+    action: str  # "complete" | "fail" | "abandon"
+    rng_seed: int
+
+
+def sample_review_seconds(u: float, median: float, p90: float) -> float:
+    """Inverse CDF of the log-normal with the given median and 90th percentile at quantile u."""
+    median = max(median, 1e-6)
+    p90 = max(p90, median)
+    sigma = (math.log(p90) - math.log(median)) / Z_P90
+    return median * math.exp(sigma * _normal_ppf(u))
+
+
+def _normal_ppf(u: float) -> float:
+    """Standard normal inverse CDF, clamped away from 0 and 1 where it is infinite."""
+    return _STANDARD_NORMAL.inv_cdf(min(max(u, 1e-12), 1 - 1e-12))
+
+
+def fate_of(name: str, options) -> Fate:
+    """Deterministic review time and action for the loop called `name`."""
+    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+    rng = random.Random(seed)
+    review = sample_review_seconds(
+        rng.random(), options.workforce_review_seconds_median, options.workforce_review_seconds_p90
+    )
+    roll = rng.random()
+    if roll < options.workforce_abandon_rate:
+        action = "abandon"
+    elif roll < options.workforce_abandon_rate + options.workforce_failure_rate:
+        action = "fail"
+    else:
+        action = "complete"
+    return Fate(review_seconds=review, action=action, rng_seed=seed)
+
+
+def make_answer(fate: Fate) -> tuple[dict, str, float]:
+    """A plausible (answerContent, workerId, timeSpentInSeconds) for a completed loop."""
+    rng = random.Random(fate.rng_seed ^ 0x5EED)
+    answer = {"label": rng.choice(LABELS), "confidence": round(rng.uniform(0.55, 1.0), 2)}
+    # Time spent on the task is a part of the time the loop waited for a reviewer.
+    spent = round(min(fate.review_seconds, 3600.0) * rng.uniform(0.2, 0.9), 3)
+    return answer, rng.choice(WORKERS), spent
+
+
+def make_input(rng: random.Random) -> str:
+    """Realistic InputContent: what a model predicted, for a human to check."""
+    number = rng.randrange(1_000_000)
+    label = rng.choice(LABELS)
+    return json.dumps(
+        {
+            "taskObject": f"s3://a2i-local-input/objects/{number:07d}.jpg",
+            "prediction": {"label": label, "confidence": round(rng.uniform(0.05, 0.7), 3)},
+            "labels": list(LABELS[:4]) if label in LABELS[:4] else list(LABELS[4:]),
+            "source": "a2i-local-workforce",
+        }
+    )
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson-distributed count (Knuth's method; means here are small)."""
+    if mean <= 0:
+        return 0
+    if mean > 30:  # normal approximation keeps exp() away from underflow
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k
+
+
+class Workforce:
+    """Daemon thread that reviews and starts loops through the store's methods.
+
+    `.start()`, `.stop(timeout)`; `.tick()` runs one step synchronously and returns
+    counts (used by the thread, handy for tests). Races with clients (a loop stopped or
+    deleted between the scan and the action) surface as errors.AwsError and are skipped.
+    """
+
+    def __init__(self, store, options, *, random_seed: int | None = None) -> None:
+        self.store = store
+        self.options = options
+        self._rng = random.Random(random_seed)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_start_tick: float | None = None
+        self.totals = {"completed": 0, "failed": 0, "started": 0, "skipped": 0}
+
+    def start(self) -> "Workforce":
+        self._stop.clear()
+        self._last_start_tick = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="a2i-local-workforce", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(0.01, float(self.options.workforce_tick_seconds))):
+            try:
+                self.tick()
+            except Exception:  # the simulation must survive anything; say why in the log
+                logger.exception("workforce tick failed")
+
+    def tick(self) -> dict:
+        """Review due loops, then start new ones. Returns this tick's counts."""
+        counts = {"completed": 0, "failed": 0, "started": 0, "skipped": 0}
+        self._review(counts)
+        self._start_new(counts)
+        for key, value in counts.items():
+            self.totals[key] += value
+        return counts
+
+    def _review(self, counts: dict) -> None:
+        now = self.store.now()
+        actions = 0
+        for loop in self.store.in_progress_loops(SCAN_LIMIT):
+            if actions >= MAX_REVIEWS_PER_TICK:
+                break
+            name = loop["HumanLoopName"]
+            fate = fate_of(name, self.options)
+            if fate.action == "abandon":
+                continue
+            if (now - loop["CreationTime"]).total_seconds() < fate.review_seconds:
+                continue
+            actions += 1
+            try:
+                if fate.action == "fail":
+                    code, reason = FAILURES[fate.rng_seed % len(FAILURES)]
+                    self.store.fail_loop(name, code, reason)
+                    counts["failed"] += 1
+                else:
+                    answer, worker_id, spent = make_answer(fate)
+                    self.store.complete_loop(name, answer, worker_id=worker_id, time_spent_seconds=spent)
+                    counts["completed"] += 1
+            except errors.AwsError as exc:  # stopped/deleted meanwhile: not ours any more
+                counts["skipped"] += 1
+                logger.debug("workforce skipped %s: %s", name, exc.message)
+
+    def _start_new(self, counts: dict) -> None:
+        now = time.monotonic()
+        elapsed = now - (self._last_start_tick if self._last_start_tick is not None else now)
+        self._last_start_tick = now
+        rate = float(self.options.workforce_start_rate or 0.0)
+        if rate <= 0 or elapsed <= 0:
+            return
+        wanted = min(MAX_STARTS_PER_TICK, poisson(self._rng, rate * elapsed))
+        if not wanted:
+            return
+        arns = self.store.active_flow_definition_arns()
+        if not arns:
+            return
+        for _ in range(wanted):
+            name = f"wf-{int(time.time() * 1000)}-{self._rng.getrandbits(32):08x}"
+            try:
+                self.store.start_human_loop(name, self._rng.choice(arns), make_input(self._rng))
+                counts["started"] += 1
+            except errors.AwsError as exc:  # quota reached, flow definition deleted meanwhile, ...
+                counts["skipped"] += 1
+                logger.debug("workforce could not start %s: %s", name, exc.message)
