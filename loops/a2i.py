@@ -1,0 +1,331 @@
+"""The one module that talks to AWS: A2I runtime, SageMaker flow definitions, S3.
+
+Nothing else in the project imports boto3 or botocore. Endpoints, region and
+credentials come from boto3's own standard environment variables and chain
+(AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME,
+AWS_ENDPOINT_URL_SAGEMAKER, AWS_ENDPOINT_URL_S3, AWS_PROFILE, roles...), so
+pointing the product at A2I Local or at AWS is configuration only.
+
+Errors: botocore's ClientError propagates from the call functions (use
+`error_code` / `error_message` to read it); an unreachable endpoint or missing
+credentials raises `A2IUnavailable` with a one-line message instead.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from urllib.parse import urlparse
+
+import boto3
+import botocore.session
+import ciso8601
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+from botocore.utils import parse_timestamp as botocore_parse_timestamp
+from django.conf import settings
+
+__all__ = [
+    "A2IUnavailable",
+    "ClientError",
+    "OutputUnavailable",
+    "delete_human_loop",
+    "describe_flow_definition",
+    "describe_human_loop",
+    "error_code",
+    "error_message",
+    "iter_flow_definitions",
+    "iter_loop_pages",
+    "read_human_loop_output",
+    "region_of_arn",
+    "reset_clients",
+    "runtime_client",
+    "s3_client",
+    "sagemaker_client",
+    "start_human_loop",
+    "stop_human_loop",
+]
+
+
+class A2IUnavailable(Exception):
+    """The endpoint cannot be reached or no credentials were found. The message is one line."""
+
+
+class OutputUnavailable(Exception):
+    """A loop's output.json cannot be read; the message says why, for a human."""
+
+
+# --- clients -----------------------------------------------------------------
+
+_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+_clients: dict[tuple[str, str], object] = {}
+
+
+def parse_timestamp(value):
+    """botocore timestamp parser: ciso8601 for ISO-8601 strings, botocore's own otherwise.
+
+    botocore's default (dateutil) caps a client at about 14,000 loop summaries/s;
+    ciso8601 reaches about 57,000/s. SageMaker's JSON 1.1 sends epoch numbers and
+    S3 sends RFC 822 headers: those fall back to botocore's parser.
+    """
+    if isinstance(value, str):
+        try:
+            return ciso8601.parse_datetime(value)
+        except ValueError:
+            pass
+    return botocore_parse_timestamp(value)
+
+
+def _get_session() -> boto3.session.Session:
+    global _session
+    if _session is None:
+        core = botocore.session.get_session()
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+        _session = boto3.session.Session(botocore_session=core)
+    return _session
+
+
+def _config() -> Config:
+    return Config(
+        retries={"mode": "standard", "max_attempts": settings.A2I_MAX_ATTEMPTS},
+        connect_timeout=settings.A2I_CONNECT_TIMEOUT,
+        read_timeout=settings.A2I_READ_TIMEOUT,
+        # One client serves every thread of a process (the sync's prefetch, bulk actions).
+        max_pool_connections=20,
+    )
+
+
+def _client(service: str, region: str):
+    key = (service, region)
+    client = _clients.get(key)
+    if client is None:
+        # Creating clients from one session is not thread-safe; using them is.
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _get_session().client(service, region_name=region, config=_config())
+                _clients[key] = client
+    return client
+
+
+def runtime_client(region: str):
+    """The A2I runtime client (sagemaker-a2i-runtime) for `region`, cached per process."""
+    return _client("sagemaker-a2i-runtime", region)
+
+
+def sagemaker_client(region: str):
+    """The SageMaker client (flow definitions) for `region`, cached per process."""
+    return _client("sagemaker", region)
+
+
+def s3_client(region: str):
+    """The S3 client (output.json) for `region`, cached per process."""
+    return _client("s3", region)
+
+
+def reset_clients() -> None:
+    """Forget cached clients and the session, so changed AWS_* variables take effect (tests)."""
+    global _session
+    with _lock:
+        _clients.clear()
+        _session = None
+
+
+# --- errors ------------------------------------------------------------------
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a ClientError (e.g. "ResourceNotFoundException"), else None."""
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") or None
+    return None
+
+
+def error_message(exc: BaseException) -> str:
+    """A one-line human message for any exception raised by this module."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code") or "Error"
+        message = error.get("Message") or str(exc)
+        operation = getattr(exc, "operation_name", "")
+        prefix = f"{operation}: " if operation else ""
+        return " ".join(f"{prefix}{code}: {message}".split())
+    return " ".join(str(exc).split()) or exc.__class__.__name__
+
+
+def _unavailable(exc: BaseException) -> A2IUnavailable:
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        message = (
+            "AWS credentials not found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            f"AWS_PROFILE or an instance role ({' '.join(str(exc).split())})"
+        )
+    elif isinstance(exc, NoRegionError):
+        message = "no AWS region configured: set A2I_REGIONS or AWS_DEFAULT_REGION"
+    else:
+        message = f"AWS endpoint unreachable: {' '.join(str(exc).split())}"
+    return A2IUnavailable(message)
+
+
+# Connection-level failures (refused, timed out, closed: after botocore's retries) and
+# missing credentials. ClientError (an answer from the service) is deliberately not
+# here: it propagates.
+_UNAVAILABLE = (BotoConnectionError, HTTPClientError, NoCredentialsError, PartialCredentialsError, NoRegionError)
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except _UNAVAILABLE as exc:
+        raise _unavailable(exc) from exc
+
+
+# --- A2I runtime ---------------------------------------------------------------
+
+
+def iter_loop_pages(
+    region: str,
+    flow_definition_arn: str,
+    *,
+    created_after: datetime | None = None,
+    sort_order: str = "Ascending",
+    page_size: int = 100,
+) -> Iterator[list[dict]]:
+    """Yield ListHumanLoops pages (lists of HumanLoopSummaries dicts) for one flow definition.
+
+    One HTTP call per page. Raises ClientError or A2IUnavailable from the call
+    that failed; pages already yielded stay valid.
+    """
+    params = {"FlowDefinitionArn": flow_definition_arn, "SortOrder": sort_order}
+    if created_after is not None:
+        params["CreationTimeAfter"] = created_after
+    paginator = runtime_client(region).get_paginator("list_human_loops")
+    pages = iter(paginator.paginate(**params, PaginationConfig={"PageSize": page_size}))
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
+        yield page.get("HumanLoopSummaries", [])
+
+
+def describe_human_loop(region: str, name: str) -> dict:
+    """DescribeHumanLoop. ResourceNotFoundException (a ClientError) when it does not exist."""
+    response = _call(runtime_client(region).describe_human_loop, HumanLoopName=name)
+    response.pop("ResponseMetadata", None)
+    return response
+
+
+def stop_human_loop(region: str, name: str) -> None:
+    """StopHumanLoop: the loop goes to Stopping, then Stopped."""
+    _call(runtime_client(region).stop_human_loop, HumanLoopName=name)
+
+
+def delete_human_loop(region: str, name: str) -> None:
+    """DeleteHumanLoop: only Completed, Failed or Stopped loops can be deleted."""
+    _call(runtime_client(region).delete_human_loop, HumanLoopName=name)
+
+
+def start_human_loop(region: str, name: str, flow_definition_arn: str, input_content: str) -> str:
+    """StartHumanLoop; returns the new loop's ARN."""
+    response = _call(
+        runtime_client(region).start_human_loop,
+        HumanLoopName=name,
+        FlowDefinitionArn=flow_definition_arn,
+        HumanLoopInput={"InputContent": input_content},
+    )
+    return response["HumanLoopArn"]
+
+
+# --- SageMaker flow definitions ---------------------------------------------
+
+
+def iter_flow_definitions(region: str) -> Iterator[dict]:
+    """Yield every FlowDefinitionSummaries dict of `region` (ListFlowDefinitions, paginated)."""
+    paginator = sagemaker_client(region).get_paginator("list_flow_definitions")
+    pages = iter(paginator.paginate())
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
+        yield from page.get("FlowDefinitionSummaries", [])
+
+
+def describe_flow_definition(region: str, name: str) -> dict:
+    """DescribeFlowDefinition (by name or ARN). ResourceNotFound (ClientError) when gone."""
+    response = _call(sagemaker_client(region).describe_flow_definition, FlowDefinitionName=name)
+    response.pop("ResponseMetadata", None)
+    return response
+
+
+# --- S3 output -----------------------------------------------------------------
+
+
+def read_human_loop_output(output_s3_uri: str, region: str) -> dict:
+    """Read and parse a loop's output.json from S3.
+
+    Raises OutputUnavailable with a message for a human: bad URI, missing object,
+    no permission, unreachable endpoint, not JSON.
+    """
+    parsed = urlparse(output_s3_uri or "")
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if parsed.scheme != "s3" or not bucket or not key:
+        raise OutputUnavailable(f"Not an S3 object URI: {output_s3_uri!r}")
+    try:
+        response = s3_client(region).get_object(Bucket=bucket, Key=key)
+        body = response["Body"].read()
+    except ClientError as exc:
+        code = error_code(exc) or ""
+        if code in ("NoSuchKey", "404", "NotFound"):
+            raise OutputUnavailable(f"The output does not exist (yet): {output_s3_uri}") from exc
+        if code == "NoSuchBucket":
+            raise OutputUnavailable(f"The output bucket {bucket!r} does not exist: {output_s3_uri}") from exc
+        if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise OutputUnavailable(
+                f"No permission to read {output_s3_uri} (the dashboard needs s3:GetObject on it)"
+            ) from exc
+        raise OutputUnavailable(f"Cannot read {output_s3_uri}: {error_message(exc)}") from exc
+    except _UNAVAILABLE as exc:
+        raise OutputUnavailable(f"Cannot read {output_s3_uri}: {_unavailable(exc)}") from exc
+    except BotoCoreError as exc:
+        raise OutputUnavailable(f"Cannot read {output_s3_uri}: {error_message(exc)}") from exc
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise OutputUnavailable(f"The output at {output_s3_uri} is not valid JSON: {exc}") from exc
+
+
+# --- ARNs ----------------------------------------------------------------------
+
+
+def region_of_arn(arn: str) -> str:
+    """The region of an ARN (`arn:aws:sagemaker:<region>:<account>:...`); ValueError if malformed."""
+    parts = arn.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn" or not parts[3]:
+        raise ValueError(f"Not an ARN with a region: {arn!r}")
+    return parts[3]
+
+
+def human_loop_arn(flow_definition_arn: str, name: str) -> str:
+    """A loop's ARN built from its flow definition's ARN (ListHumanLoops does not return it).
+
+    Loop ARNs are `arn:<partition>:sagemaker:<region>:<account>:human-loop/<name>`, in the
+    same partition, region and account as their flow definition.
+    """
+    prefix, _, _ = flow_definition_arn.rpartition(":flow-definition/")
+    return f"{prefix}:human-loop/{name}"

@@ -1,0 +1,92 @@
+"""Single-loop state changes: what an action or a "refresh from A2I" writes.
+
+The bulk path (a sync page) lives in services.sync and writes the same columns
+in batches; these functions change one row at a time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from loops import a2i
+from loops.models import HumanLoop, HumanLoopStatusChange
+
+
+def set_loop_status(
+    loop: HumanLoop,
+    status: str,
+    *,
+    failure_code: str = "",
+    failure_reason: str = "",
+    observed_at: datetime | None = None,
+) -> bool:
+    """Write `status` (and the failure fields) to the loop's row; return whether the status changed.
+
+    Side effects: updates the row (and the `loop` instance), and adds one
+    HumanLoopStatusChange when the status differs from the stored one. The stored
+    status is read under a row lock, so a concurrent sync page and an action
+    cannot both record the same transition.
+    """
+    now = observed_at or timezone.now()
+    with transaction.atomic():
+        current = HumanLoop.objects.select_for_update().values_list("status", flat=True).get(pk=loop.pk)
+        changed = current != status
+        fields = {
+            "status": status,
+            "failure_code": failure_code or "",
+            "failure_reason": failure_reason or "",
+            "last_seen_at": now,
+        }
+        if changed:
+            fields["status_changed_at"] = now
+            HumanLoopStatusChange.objects.create(loop_id=loop.pk, from_status=current, to_status=status, observed_at=now)
+        HumanLoop.objects.filter(pk=loop.pk).update(**fields)
+    for field, value in fields.items():
+        setattr(loop, field, value)
+    return changed
+
+
+def mark_loop_deleted_upstream(loop: HumanLoop, *, observed_at: datetime | None = None) -> None:
+    """Mark the loop as deleted in A2I; the row stays as history. No-op if already marked."""
+    now = observed_at or timezone.now()
+    updated = HumanLoop.objects.filter(pk=loop.pk, deleted_upstream=False).update(
+        deleted_upstream=True, deleted_upstream_at=now, last_seen_at=now
+    )
+    if updated:
+        loop.deleted_upstream, loop.deleted_upstream_at, loop.last_seen_at = True, now, now
+
+
+def refresh_loop(loop: HumanLoop) -> HumanLoop:
+    """DescribeHumanLoop now and apply the answer to the row; returns the refreshed loop.
+
+    A loop A2I no longer knows (ResourceNotFoundException) is marked deleted
+    upstream. Other ClientErrors and A2IUnavailable propagate, nothing written.
+    """
+    region = a2i.region_of_arn(loop.arn)
+    try:
+        described = a2i.describe_human_loop(region, loop.name)
+    except a2i.ClientError as exc:
+        if a2i.error_code(exc) == "ResourceNotFoundException":
+            mark_loop_deleted_upstream(loop)
+            loop.refresh_from_db()
+            return loop
+        raise
+    now = timezone.now()
+    output_uri = (described.get("HumanLoopOutput") or {}).get("OutputS3Uri") or loop.output_s3_uri
+    set_loop_status(
+        loop,
+        described["HumanLoopStatus"],
+        failure_code=described.get("FailureCode") or "",
+        failure_reason=described.get("FailureReason") or "",
+        observed_at=now,
+    )
+    # The loop exists in A2I, so it is not deleted (a name reused after a delete, or a
+    # delete that A2I refused after we marked it).
+    HumanLoop.objects.filter(pk=loop.pk).update(
+        output_s3_uri=output_uri, creation_time=described["CreationTime"], deleted_upstream=False, deleted_upstream_at=None
+    )
+    loop.refresh_from_db()
+    return loop

@@ -1,0 +1,373 @@
+"""Loop sync: bring the local copy of one flow definition's loops in line with A2I.
+
+Steps of `sync_flow_definition`, in order:
+
+1. claim the flow definition (a conditional UPDATE; a second sync is skipped);
+2. list loops Ascending, from the beginning (full) or from the incremental start
+   (the oldest non-terminal loop or the newest loop seen, whichever is older,
+   minus A2I_INCREMENTAL_MARGIN), while the next page is prefetched;
+3. write each page in its own transaction: one SELECT of the page's existing
+   rows, bulk INSERT of new loops, UPDATE of changed ones only, one status
+   history row per transition, the SyncRun counters;
+4. mark deleted upstream the stored loops of the listed range that were not
+   listed (full: everything created before the sync began);
+5. describe a bounded number of Failed loops whose FailureCode is unknown
+   (ListHumanLoops does not return FailureCode);
+6. release the claim, whatever happened.
+
+A failure (ClientError once botocore's retries ran out, A2IUnavailable) keeps
+every page already committed, marks the SyncRun failed with the message, sets
+FlowDefinition.last_sync_error, and releases the claim: the next run converges.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.conf import settings
+from django.db import reset_queries, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from loops import a2i
+from loops.models import ACTIVE_STATUSES, FlowDefinition, HumanLoop, HumanLoopStatus, HumanLoopStatusChange, SyncRun
+from loops.services.discovery import discover_flow_definitions
+from loops.services.loop_state import mark_loop_deleted_upstream, refresh_loop, set_loop_status
+from loops.services.stats import refresh_flow_definition_stats
+
+__all__ = [
+    "discover_flow_definitions",
+    "mark_loop_deleted_upstream",
+    "refresh_loop",
+    "set_loop_status",
+    "sync_flow_definition",
+]
+
+log = logging.getLogger(__name__)
+
+# Failed loops whose FailureCode is unknown, described per sync (bounded: each is one call).
+DESCRIBE_FAILED_PER_SYNC = getattr(settings, "A2I_SYNC_DESCRIBE_LIMIT", 50)
+# Pages fetched ahead while the current one is written: listing and writing overlap.
+PREFETCH_PAGES = 2
+# Deletion marks are written in batches of this many ids.
+DELETE_BATCH = 2000
+
+PageHook = Callable[[SyncRun], None]
+
+
+def sync_flow_definition(flow_definition_id: int, *, full: bool, page_hook: PageHook | None = None) -> SyncRun:
+    """Sync one flow definition's loops from A2I (see the module docstring); return its SyncRun.
+
+    Returns a SyncRun with outcome "skipped" when another sync holds the claim,
+    "failed" (with `error`) when A2I answered an error after botocore's retries,
+    "succeeded" otherwise. A2IUnavailable is recorded the same way and then
+    re-raised, so callers can tell "cannot reach AWS at all" apart (the task
+    retries it, the command prints it). `page_hook(run)` is called after each
+    committed page (tests inject failures with it).
+    """
+    fd = FlowDefinition.objects.get(pk=flow_definition_id)
+    kind = SyncRun.Kind.FULL if full else SyncRun.Kind.INCREMENTAL
+    started = timezone.now()
+    claimed_until = _claim(fd, started)
+    if claimed_until is None:
+        return SyncRun.objects.create(
+            flow_definition=fd, region=fd.region, kind=kind, started_at=started, finished_at=started,
+            outcome=SyncRun.Outcome.SKIPPED, error="another sync of this flow definition is running",
+        )
+    # We own the flow definition: a run still "running" was interrupted (worker killed).
+    SyncRun.objects.filter(flow_definition=fd, outcome=SyncRun.Outcome.RUNNING).update(
+        outcome=SyncRun.Outcome.FAILED, finished_at=started, error="interrupted: the sync process stopped before finishing"
+    )
+    run = SyncRun.objects.create(flow_definition=fd, region=fd.region, kind=kind, started_at=started)
+    try:
+        run.listed_from = None if full else _incremental_start(fd)
+        _run(fd, run, page_hook, claimed_until)
+    except (a2i.ClientError, a2i.A2IUnavailable) as exc:
+        _finish_failed(fd, run, a2i.error_message(exc))
+        if isinstance(exc, a2i.A2IUnavailable):
+            raise
+        return run
+    except BaseException as exc:
+        _finish_failed(fd, run, f"{exc.__class__.__name__}: {exc}")
+        raise
+    finally:
+        FlowDefinition.objects.filter(pk=fd.pk, sync_claimed_until=claimed_until[0]).update(sync_claimed_until=None)
+    now = timezone.now()
+    run.outcome, run.finished_at = SyncRun.Outcome.SUCCEEDED, now
+    run.save(update_fields=["outcome", "finished_at", "listed_from", "marked_deleted", "updated"])
+    fd_fields = {"last_sync_succeeded_at": now, "last_sync_error": ""}
+    if full:
+        fd_fields["last_full_sync_succeeded_at"] = now
+    FlowDefinition.objects.filter(pk=fd.pk).update(**fd_fields)
+    refresh_flow_definition_stats(fd)
+    return run
+
+
+# --- claim ---------------------------------------------------------------------
+
+
+def _claim(fd: FlowDefinition, now: datetime) -> list[datetime] | None:
+    """Claim `fd` for this sync; None if another live sync holds it.
+
+    A conditional UPDATE whose row count says who won (no long lock, works across
+    workers and hosts); the claim expires so a killed worker cannot block the
+    flow definition forever. Returns a one-item list holding the claim's expiry,
+    which `_renew` moves forward during long syncs.
+    """
+    until = now + timedelta(seconds=settings.A2I_SYNC_CLAIM_SECONDS)
+    won = FlowDefinition.objects.filter(
+        Q(sync_claimed_until__isnull=True) | Q(sync_claimed_until__lt=now), pk=fd.pk
+    ).update(sync_claimed_until=until, last_sync_started_at=now)
+    return [until] if won == 1 else None
+
+
+def _renew(fd: FlowDefinition, claimed_until: list[datetime]) -> None:
+    """Extend our claim when half of it has run out (a million-loop listing can be long)."""
+    now = timezone.now()
+    period = timedelta(seconds=settings.A2I_SYNC_CLAIM_SECONDS)
+    if claimed_until[0] - now < period / 2:
+        until = now + period
+        if FlowDefinition.objects.filter(pk=fd.pk, sync_claimed_until=claimed_until[0]).update(sync_claimed_until=until):
+            claimed_until[0] = until
+
+
+# --- the run -------------------------------------------------------------------
+
+
+def _incremental_start(fd: FlowDefinition) -> datetime | None:
+    """Where an incremental listing starts; None (list everything) when nothing is stored.
+
+    Terminal loops never change except by deletion, so everything older than both
+    the oldest non-terminal loop and the newest loop seen is settled history.
+    """
+    stored = HumanLoop.objects.filter(flow_definition=fd, deleted_upstream=False)
+    newest = stored.aggregate(newest=Max("creation_time"))["newest"]
+    if newest is None:
+        return None
+    candidates = [newest]
+    for status in ACTIVE_STATUSES:  # one index range scan each (loop_fd_status_created)
+        oldest = stored.filter(status=status).order_by("creation_time").values_list("creation_time", flat=True).first()
+        if oldest is not None:
+            candidates.append(oldest)
+    return min(candidates) - timedelta(seconds=settings.A2I_INCREMENTAL_MARGIN)
+
+
+def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_until: list[datetime]) -> None:
+    seen: set[int] = set()
+    pages = a2i.iter_loop_pages(fd.region, fd.arn, created_after=run.listed_from)
+    for summaries in _prefetch(pages, PREFETCH_PAGES):
+        _write_page(fd, run, summaries, seen)
+        # DEBUG keeps every SQL statement in memory; a million-loop sync must not.
+        reset_queries()
+        _renew(fd, claimed_until)
+        if page_hook is not None:
+            page_hook(run)
+    run.marked_deleted = _mark_unlisted_deleted(fd, run, seen)
+    run.updated += _describe_unknown_failures(fd, DESCRIBE_FAILED_PER_SYNC)
+
+
+def _prefetch(pages: Iterator[list[dict]], depth: int) -> Iterator[list[dict]]:
+    """Iterate `pages` in a background thread, `depth` pages ahead of the consumer.
+
+    The HTTP call and parsing of page n+1 overlap the database writes of page n
+    (both release the GIL while waiting). An exception in the listing is re-raised
+    here, after the pages before it.
+    """
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        box.put(("page", page), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(("done", done))
+        except BaseException as exc:  # handed to the consumer thread
+            box.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="a2i-list-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = box.get()
+            if kind == "page":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _write_page(fd: FlowDefinition, run: SyncRun, summaries: list[dict], seen: set[int]) -> None:
+    """Upsert one page of HumanLoopSummaries in one transaction; writes only what changed."""
+    now = timezone.now()
+    arn_prefix = a2i.human_loop_arn(fd.arn, "")
+    listed = {}
+    for summary in summaries:
+        name = summary["HumanLoopName"]
+        listed[arn_prefix + name] = (
+            name,
+            summary["HumanLoopStatus"],
+            summary["CreationTime"],
+            summary.get("FailureReason") or "",
+        )
+    with transaction.atomic():
+        existing = {
+            row[1]: row
+            for row in HumanLoop.objects.filter(arn__in=list(listed)).values_list(
+                "id", "arn", "status", "creation_time", "failure_reason", "deleted_upstream", "flow_definition_id"
+            )
+        }
+        new_loops, changed, changes = [], [], []
+        for arn, (name, status, created, reason) in listed.items():
+            row = existing.get(arn)
+            if row is None:
+                new_loops.append(
+                    HumanLoop(
+                        flow_definition_id=fd.pk, name=name, arn=arn, status=status, creation_time=created,
+                        failure_reason=reason, output_s3_uri=_output_uri(fd, name, created),
+                        first_seen_at=now, last_seen_at=now, status_changed_at=now,
+                    )
+                )
+                continue
+            loop_id, _, old_status, old_created, old_reason, was_deleted, old_fd = row
+            seen.add(loop_id)
+            if (old_status, old_created, old_reason, was_deleted, old_fd) == (status, created, reason, False, fd.pk):
+                continue
+            reborn = old_created != created  # the name was reused after a delete: a new loop
+            loop = HumanLoop(
+                id=loop_id, flow_definition_id=fd.pk, status=status, creation_time=created, failure_reason=reason,
+                output_s3_uri=_output_uri(fd, name, created), last_seen_at=now, deleted_upstream=False,
+                deleted_upstream_at=None, status_changed_at=now,
+            )
+            if reborn or old_status != status:
+                changes.append(
+                    HumanLoopStatusChange(loop_id=loop_id, from_status="" if reborn else old_status, to_status=status, observed_at=now)
+                )
+                changed.append(loop)
+            else:
+                changed.append(loop)
+                loop._keep_status_time = True
+        if new_loops:
+            HumanLoop.objects.bulk_create(new_loops)
+            for loop in new_loops:
+                seen.add(loop.pk)
+                changes.append(HumanLoopStatusChange(loop_id=loop.pk, from_status="", to_status=loop.status, observed_at=now))
+        _update_changed(changed)
+        if changes:
+            HumanLoopStatusChange.objects.bulk_create(changes)
+        run.pages += 1
+        run.loops_seen += len(listed)
+        run.created += len(new_loops)
+        run.updated += len(changed)
+        SyncRun.objects.filter(pk=run.pk).update(
+            pages=run.pages, loops_seen=run.loops_seen, created=run.created, updated=run.updated
+        )
+
+
+def _update_changed(changed: list[HumanLoop]) -> None:
+    """UPDATE the changed rows; status_changed_at only where the status itself changed."""
+    common = ["flow_definition", "status", "creation_time", "failure_reason", "output_s3_uri", "last_seen_at",
+              "deleted_upstream", "deleted_upstream_at"]
+    moved = [loop for loop in changed if not getattr(loop, "_keep_status_time", False)]
+    kept = [loop for loop in changed if getattr(loop, "_keep_status_time", False)]
+    if moved:
+        HumanLoop.objects.bulk_update(moved, common + ["status_changed_at"])
+    if kept:
+        HumanLoop.objects.bulk_update(kept, common)
+
+
+def _output_uri(fd: FlowDefinition, name: str, created: datetime) -> str:
+    """Where A2I writes the loop's output.json (ListHumanLoops does not say; DescribeHumanLoop does).
+
+    A2I's layout: <S3OutputPath>/<flow definition name>/YYYY/MM/DD/hh/mm/ss/<loop name>/output.json,
+    the date being the loop's creation time in UTC. Replaced by the described URI on refresh.
+    """
+    if not fd.output_s3_path:
+        return ""
+    created = created.astimezone(dt_timezone.utc) if created.tzinfo else created
+    return f"{fd.output_s3_path.rstrip('/')}/{fd.name}/{created:%Y/%m/%d/%H/%M/%S}/{name}/output.json"
+
+
+def _mark_unlisted_deleted(fd: FlowDefinition, run: SyncRun, seen: set[int]) -> int:
+    """Mark deleted upstream the stored loops of the listed range that the listing did not return.
+
+    Range: created before this sync began, and (incremental) strictly after the
+    listing's start, since A2I does not document whether CreationTimeAfter is
+    inclusive. Any loop of a range listed to its end that is missing was deleted,
+    terminal or not. Ids are streamed; only `seen` is held in memory.
+    """
+    candidates = HumanLoop.objects.filter(flow_definition=fd, deleted_upstream=False, creation_time__lt=run.started_at)
+    if run.listed_from is not None:
+        candidates = candidates.filter(creation_time__gt=run.listed_from)
+    now = timezone.now()
+    marked, batch = 0, []
+    for loop_id in candidates.values_list("id", flat=True).iterator(chunk_size=10_000):
+        if loop_id not in seen:
+            batch.append(loop_id)
+            if len(batch) >= DELETE_BATCH:
+                marked += _mark_ids_deleted(batch, now)
+                batch = []
+    if batch:
+        marked += _mark_ids_deleted(batch, now)
+    SyncRun.objects.filter(pk=run.pk).update(marked_deleted=marked)
+    return marked
+
+
+def _mark_ids_deleted(ids: list[int], now: datetime) -> int:
+    return HumanLoop.objects.filter(id__in=ids, deleted_upstream=False).update(
+        deleted_upstream=True, deleted_upstream_at=now, last_seen_at=now
+    )
+
+
+def _describe_unknown_failures(fd: FlowDefinition, limit: int) -> int:
+    """Describe up to `limit` Failed loops without a FailureCode and store code and output URI.
+
+    ListHumanLoops omits FailureCode; the dashboard breaks failures down by it.
+    Bounded per sync so a backlog costs a few calls per run, not thousands at once.
+    Returns the number of rows updated; a loop already gone is left for deletion marking.
+    """
+    if limit <= 0:
+        return 0
+    loops = list(
+        HumanLoop.objects.filter(
+            flow_definition=fd, deleted_upstream=False, status=HumanLoopStatus.FAILED, failure_code=""
+        ).order_by("-creation_time")[:limit]
+    )
+    updated = 0
+    for loop in loops:
+        try:
+            described = a2i.describe_human_loop(fd.region, loop.name)
+        except a2i.ClientError as exc:
+            if a2i.error_code(exc) == "ResourceNotFoundException":
+                continue
+            raise
+        code = described.get("FailureCode") or ""
+        uri = (described.get("HumanLoopOutput") or {}).get("OutputS3Uri") or loop.output_s3_uri
+        if code or uri != loop.output_s3_uri:
+            HumanLoop.objects.filter(pk=loop.pk).update(failure_code=code, output_s3_uri=uri)
+            updated += 1
+    return updated
+
+
+def _finish_failed(fd: FlowDefinition, run: SyncRun, message: str) -> None:
+    log.warning("sync of %s failed: %s", fd.arn, message)
+    run.outcome, run.error, run.finished_at = SyncRun.Outcome.FAILED, message, timezone.now()
+    SyncRun.objects.filter(pk=run.pk).update(
+        outcome=run.outcome, error=message, finished_at=run.finished_at, listed_from=run.listed_from
+    )
+    FlowDefinition.objects.filter(pk=fd.pk).update(last_sync_error=message)
