@@ -17,10 +17,16 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def env(name: str, default: str) -> str:
+    # An empty variable counts as unset, so `NAME=` lines copied from .env.example
+    # (or a compose file's `NAME: ""`) mean "use the default".
+    return os.environ.get(name, "").strip() or default
+
+
 def envbool(name: str, default: str) -> bool:
     # A malformed boolean is an error, not False: "DEBUG=ture" must not silently
     # turn debug off (or on).
-    value = os.environ.get(name, default).strip().lower()
+    value = env(name, default).lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
@@ -29,7 +35,7 @@ def envbool(name: str, default: str) -> bool:
 
 
 def envint(name: str, default: str) -> int:
-    value = os.environ.get(name, default)
+    value = env(name, default)
     try:
         return int(value)
     except ValueError:
@@ -37,12 +43,12 @@ def envint(name: str, default: str) -> int:
 
 
 def envlist(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
 DEBUG = envbool("DEBUG", "true")
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+SECRET_KEY = env("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
@@ -98,7 +104,7 @@ TEMPLATES = [
 # (DATABASE_URL=postgres://user@host:5432/name).
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'dashboard.sqlite3'}"),
+        env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'dashboard.sqlite3'}"),
         conn_max_age=envint("DB_CONN_MAX_AGE", "60"),
     )
 }
@@ -159,14 +165,14 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
 
 # --- A2I ---------------------------------------------------------------------
 
 # Regions whose flow definitions and loops are monitored.
-A2I_REGIONS = envlist("A2I_REGIONS", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+A2I_REGIONS = envlist("A2I_REGIONS", env("AWS_DEFAULT_REGION", "us-east-1"))
 # botocore "standard" retry mode: total attempts per call (throttling and 5xx).
 A2I_MAX_ATTEMPTS = envint("A2I_MAX_ATTEMPTS", "8")
 A2I_CONNECT_TIMEOUT = envint("A2I_CONNECT_TIMEOUT", "5")
@@ -186,25 +192,25 @@ A2I_BULK_ACTION_THRESHOLD = envint("A2I_BULK_ACTION_THRESHOLD", "20")
 
 # --- Celery ------------------------------------------------------------------
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker `make run` falls back to when no Redis answers: kombu's
     # filesystem transport, one folder shared by every process (web, worker, beat),
     # and results in files, so no server at all is needed. Local development only.
-    CELERY_BROKER_FOLDER = Path(os.environ.get("CELERY_BROKER_FOLDER", BASE_DIR / "var" / "broker"))
+    _broker_folder = BASE_DIR / env("CELERY_BROKER_FOLDER", "var/broker")  # relative to the project
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(CELERY_BROKER_FOLDER / "queue"),
-        "data_folder_out": str(CELERY_BROKER_FOLDER / "queue"),
-        "control_folder": str(CELERY_BROKER_FOLDER / "control"),
+        "data_folder_in": str(_broker_folder / "queue"),
+        "data_folder_out": str(_broker_folder / "queue"),
+        "control_folder": str(_broker_folder / "control"),
         "store_processed": False,
     }
     # kombu lists these folders on every poll and fails when they are missing.
     for _folder in ("queue", "control", "results"):
-        (CELERY_BROKER_FOLDER / _folder).mkdir(parents=True, exist_ok=True)
-    CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", f"file://{CELERY_BROKER_FOLDER / 'results'}")
+        (_broker_folder / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", f"file://{_broker_folder / 'results'}")
 else:
-    CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+    CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
