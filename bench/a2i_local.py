@@ -1,0 +1,317 @@
+"""Benchmark A2I Local's ListHumanLoops on a large store (issue 2, "Speed").
+
+Steps:
+1. seed N loops (default 1,000,000) into a temporary SQLite file with
+   `python -m a2i_local seed` and report the wall time (targets: under a minute);
+2. start `python -m a2i_local serve` on that file in a separate process (its own GIL,
+   as in real use) and wait for /_local/health;
+3. ListHumanLoops pages of 100 over a keep-alive raw HTTP connection
+   (`http.client.HTTPConnection`, reused), timing every request: random flow
+   definitions, sort orders and starting positions (CreationTimeBefore/After), each
+   followed along a NextToken chain, plus one long chain to measure deep pages
+   (targets: p50 <= 3 ms, p99 <= 10 ms);
+4. pages per second through one boto3 client and its paginator (target >= 300);
+5. optionally, the cost of writing a response in two sends without TCP_NODELAY, with a
+   tiny http.server serving a page-sized body both ways (the ~40 ms Nagle/delayed-ACK stall).
+
+Prints a short summary and writes bench/results/a2i_local.json.
+Usage: python -m bench.a2i_local [--loops N] [--flow-definitions K] [--requests R] [--no-naive]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlencode
+
+import boto3
+from botocore.config import Config
+
+RESULTS = Path(__file__).resolve().parent / "results" / "a2i_local.json"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summarize_ms(samples: list[float]) -> dict:
+    return {
+        "count": len(samples),
+        "p50_ms": round(percentile(samples, 50) * 1000, 3),
+        "p90_ms": round(percentile(samples, 90) * 1000, 3),
+        "p99_ms": round(percentile(samples, 99) * 1000, 3),
+        "max_ms": round(max(samples) * 1000, 3),
+        "mean_ms": round(statistics.fmean(samples) * 1000, 3),
+    }
+
+
+def seed(db: Path, loops: int, flow_definitions: int) -> float:
+    """Run the seed command; return its wall time in seconds (interpreter start included)."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "a2i_local", "seed", "--db", str(db), "--flow-definitions", str(flow_definitions),
+         "--loops", str(loops), "--random-seed", "1"],
+        check=True, cwd=ROOT,
+    )
+    return time.perf_counter() - started
+
+
+def start_server(db: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "a2i_local", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(db)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/_local/health")
+            if connection.getresponse().status == 200:
+                connection.close()
+                return process, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("server did not come up within 120 s")
+
+
+def boto_client(service: str, url: str):
+    return boto3.client(
+        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
+        aws_secret_access_key="bench", config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def flow_definition_arns(url: str) -> list[str]:
+    sagemaker = boto_client("sagemaker", url)
+    pages = sagemaker.get_paginator("list_flow_definitions").paginate()
+    return [s["FlowDefinitionArn"] for page in pages for s in page["FlowDefinitionSummaries"]]
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def timed_list(connection: http.client.HTTPConnection, params: dict) -> tuple[float, dict]:
+    path = "/human-loops?" + urlencode(params)
+    started = time.perf_counter()
+    connection.request("GET", path, headers={"Accept": "application/json"})
+    response = connection.getresponse()
+    body = response.read()
+    elapsed = time.perf_counter() - started
+    if response.status != 200:
+        raise SystemExit(f"GET {path} -> {response.status}: {body[:300]!r}")
+    return elapsed, json.loads(body)
+
+
+def measure_raw(url: str, arns: list[str], requests: int, rng: random.Random) -> dict:
+    """Random pages along NextToken chains over one keep-alive connection."""
+    port = int(url.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    now = datetime.now(timezone.utc)
+    samples: list[float] = []
+    loops_seen = 0
+    while len(samples) < requests:
+        params = {"FlowDefinitionArn": rng.choice(arns), "MaxResults": 100,
+                  "SortOrder": rng.choice(["Ascending", "Descending"])}
+        where = rng.random()
+        moment = now - timedelta(seconds=rng.uniform(0, 30 * 86400))
+        if where < 0.4:
+            params["CreationTimeBefore"] = iso(moment)
+        elif where < 0.8:
+            params["CreationTimeAfter"] = iso(moment)
+        for _ in range(rng.randint(1, 20)):  # follow the chain a random number of pages
+            elapsed, page = timed_list(connection, params)
+            samples.append(elapsed)
+            loops_seen += len(page["HumanLoopSummaries"])
+            if "NextToken" not in page or len(samples) >= requests:
+                break
+            params["NextToken"] = page["NextToken"]
+    # Deep pages: one chain from the start of the largest listing, timing pages past 100.
+    deep: list[float] = []
+    params = {"FlowDefinitionArn": arns[0], "MaxResults": 100}
+    for depth in range(1, 301):
+        elapsed, page = timed_list(connection, params)
+        if depth > 100:
+            deep.append(elapsed)
+        if "NextToken" not in page:
+            break
+        params["NextToken"] = page["NextToken"]
+    connection.close()
+    return {"random": summarize_ms(samples), "deep_pages_101_to_300": summarize_ms(deep) if deep else None,
+            "mean_loops_per_page": round(loops_seen / max(1, len(samples)), 1)}
+
+
+def measure_boto3_pages_per_second(url: str, arn: str, seconds: float) -> dict:
+    """Pages/s through one boto3 client's paginator (parsing included), as the sync does."""
+    runtime = boto_client("sagemaker-a2i-runtime", url)
+    runtime.list_human_loops(FlowDefinitionArn=arn, MaxResults=1)  # connect and load the model first
+    pages = loops = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for page in runtime.get_paginator("list_human_loops").paginate(
+            FlowDefinitionArn=arn, PaginationConfig={"PageSize": 100}
+        ):
+            pages += 1
+            loops += len(page["HumanLoopSummaries"])
+            if time.perf_counter() - started >= seconds:
+                break
+    elapsed = time.perf_counter() - started
+    return {"pages": pages, "seconds": round(elapsed, 3), "pages_per_second": round(pages / elapsed, 1),
+            "loops_per_second": round(loops / elapsed)}
+
+
+class _PageHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    body = b"{}"
+    one_send = True
+
+    def do_GET(self):
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(self.body)}\r\n\r\n").encode()
+        if self.one_send:
+            self.wfile.write(head + self.body)
+        else:  # what a naive http.server handler does: headers, then body
+            self.wfile.write(head)
+            self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+def measure_send_strategy(body: bytes, one_send: bool, requests: int) -> dict:
+    handler = type("Handler", (_PageHandler,), {"body": body, "one_send": one_send})
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def get_request(self):
+            conn, addr = super().get_request()
+            if one_send:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return conn, addr
+
+    server = Server(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port)
+        samples = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            connection.request("GET", "/human-loops")
+            connection.getresponse().read()
+            samples.append(time.perf_counter() - started)
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return summarize_ms(samples)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.a2i_local", description=__doc__.split("\n")[0])
+    parser.add_argument("--loops", type=int, default=1_000_000, help="loops to seed (default 1,000,000)")
+    parser.add_argument("--flow-definitions", type=int, default=10, help="flow definitions to seed (default 10)")
+    parser.add_argument("--requests", type=int, default=3000, help="raw ListHumanLoops requests to time")
+    parser.add_argument("--boto3-seconds", type=float, default=10.0, help="how long to run the boto3 paginator")
+    parser.add_argument("--no-naive", action="store_true", help="skip the two-send vs one-send comparison")
+    parser.add_argument("--random-seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rng = random.Random(args.random_seed)
+
+    results: dict = {
+        "benchmark": "a2i_local",
+        "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "loops": args.loops,
+        "flow_definitions": args.flow_definitions,
+    }
+    with tempfile.TemporaryDirectory(prefix="a2i-bench-") as tmp:
+        db = Path(tmp) / "a2i.sqlite3"
+        print(f"seeding {args.loops:,} loops over {args.flow_definitions} flow definitions ...", flush=True)
+        results["seed_seconds"] = round(seed(db, args.loops, args.flow_definitions), 2)
+        results["db_bytes"] = db.stat().st_size
+        print(f"  seed: {results['seed_seconds']} s ({db.stat().st_size / 1e6:.0f} MB)", flush=True)
+
+        process, url = start_server(db)
+        try:
+            arns = flow_definition_arns(url)
+            if not arns:
+                raise SystemExit("the seeded store has no flow definitions")
+            results["list_raw_keepalive"] = measure_raw(url, arns, args.requests, rng)
+            raw = results["list_raw_keepalive"]["random"]
+            deep = results["list_raw_keepalive"]["deep_pages_101_to_300"]
+            print(f"  ListHumanLoops, pages of 100, keep-alive raw HTTP ({raw['count']} requests): "
+                  f"p50 {raw['p50_ms']} ms, p99 {raw['p99_ms']} ms", flush=True)
+            if deep:
+                print(f"  deep pages (101-300 along one NextToken chain): p50 {deep['p50_ms']} ms, "
+                      f"p99 {deep['p99_ms']} ms", flush=True)
+            results["list_boto3_paginator"] = measure_boto3_pages_per_second(url, arns[0], args.boto3_seconds)
+            boto = results["list_boto3_paginator"]
+            print(f"  boto3 paginator, one client: {boto['pages_per_second']} pages/s "
+                  f"({boto['loops_per_second']:,} loops/s)", flush=True)
+
+            if not args.no_naive:
+                port = int(url.rsplit(":", 1)[1])
+                connection = http.client.HTTPConnection("127.0.0.1", port)
+                connection.request("GET", "/human-loops?" + urlencode({"FlowDefinitionArn": arns[0], "MaxResults": 100}))
+                body = connection.getresponse().read()
+                connection.close()
+                results["send_strategy"] = {
+                    "body_bytes": len(body),
+                    "one_send_nodelay": measure_send_strategy(body, True, 200),
+                    "two_sends_naive": measure_send_strategy(body, False, 50),
+                }
+                one, two = results["send_strategy"]["one_send_nodelay"], results["send_strategy"]["two_sends_naive"]
+                print(f"  same {len(body):,}-byte page from a bare http.server: one send + TCP_NODELAY "
+                      f"p50 {one['p50_ms']} ms; headers and body in two sends p50 {two['p50_ms']} ms", flush=True)
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    results["targets"] = {
+        "seed_under_60s": results["seed_seconds"] < 60,
+        "p50_at_most_3ms": results["list_raw_keepalive"]["random"]["p50_ms"] <= 3,
+        "p99_at_most_10ms": results["list_raw_keepalive"]["random"]["p99_ms"] <= 10,
+        "boto3_at_least_300_pages_per_second": results["list_boto3_paginator"]["pages_per_second"] >= 300,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"  targets: {results['targets']}")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
