@@ -9,6 +9,8 @@ from loops.services.sync import discover_flow_definitions, sync_flow_definition
 
 
 class Command(BaseCommand):
+    # No URL/template checks: a cron-style command must not fail on an unrelated module.
+    requires_system_checks = []
     help = (
         "Discover the flow definitions of the configured regions (A2I_REGIONS) and sync their loops "
         "from A2I; prints one summary line per flow definition. Exit status 1 when AWS cannot be "
