@@ -1,0 +1,160 @@
+"""Dashboard views of the stop/delete actions (issue 5): thin adapters over loops.services.actions.
+
+POST /actions/confirm/  -> the confirmation page (nothing reaches A2I)
+POST /actions/execute/  -> re-checks permissions, records the batch, runs or enqueues it
+GET  /actions/batches/<id>/  -> progress, summary and per-loop outcomes
+GET  /actions/audit/    -> the audit log, filterable, ?_export=csv streams it
+"""
+
+from __future__ import annotations
+
+import django_tables2 as tables
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Max
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from loops.action_forms import ExecuteForm, LoopActionFilter, LoopSelectionForm
+from loops.models import HumanLoop, LoopAction, LoopActionBatch
+from loops.services import actions
+
+CONFIRM_SAMPLE = 100
+
+
+def _check_permission(request, action: str) -> None:
+    # Checked before anything else is read from the POST: a forged request from a
+    # user without the permission stops here with a 403.
+    if not actions.user_can_run(request.user, action):
+        raise PermissionDenied("You do not have permission to do this.")
+
+
+def _bad_request(request, form):
+    return render(request, "loops/actions/invalid.html", {"form": form}, status=400)
+
+
+@login_required
+@require_POST
+def confirm(request):
+    """The confirmation page: the selection, what will be skipped and why, a required reason."""
+    form = LoopSelectionForm(request.POST)
+    action = request.POST.get("action", "")
+    if action in LoopActionBatch.Action.values:
+        _check_permission(request, action)
+    if not form.is_valid():
+        return _bad_request(request, form)
+    loops = form.resolve_loops(request)
+    if loops is None:
+        return _bad_request(request, form)
+    initial = {key: form.cleaned_data[key] for key in ("action", "loop", "select_all", "filters")}
+    if form.cleaned_data["select_all"] and form.cleaned_data.get("upto") is None:
+        initial["upto"] = HumanLoop.objects.aggregate(upto=Max("pk"))["upto"] or 0
+    else:
+        initial["upto"] = form.cleaned_data.get("upto")
+    return _render_confirmation(request, action, loops, ExecuteForm(initial=initial))
+
+
+def _render_confirmation(request, action, loops, form, status=200):
+    plan = actions.plan_action(action, loops, sample=CONFIRM_SAMPLE)
+    context = {
+        "form": form,
+        "plan": plan,
+        "action_label": LoopActionBatch.Action(action).label,
+        "threshold": settings.A2I_BULK_ACTION_THRESHOLD,
+    }
+    return render(request, "loops/actions/confirm.html", context, status=status)
+
+
+@login_required
+@require_POST
+def execute(request):
+    """Record the confirmed batch and run it (small) or enqueue it (large); then show its page."""
+    form = ExecuteForm(request.POST)
+    action = request.POST.get("action", "")
+    if action in LoopActionBatch.Action.values:
+        _check_permission(request, action)
+    valid = form.is_valid()
+    if not valid and not set(form.errors) <= {"reason"}:
+        return _bad_request(request, form)
+    loops = form.resolve_loops(request)
+    if loops is None:
+        return _bad_request(request, form)
+    if not valid:  # only the reason is missing: show the same confirmation again, with the error
+        return _render_confirmation(request, action, loops, form)
+    try:
+        batch = actions.create_batch(request.user, action, form.cleaned_data["reason"], loops)
+    except ValueError as exc:
+        form.add_error(None, f"Nothing was done: {exc}.")
+        return _bad_request(request, form)
+    enqueued = actions.dispatch_batch(batch)
+    if enqueued:
+        messages.info(request, f"{batch.total} loops queued; this page shows the progress.")
+    else:
+        messages.success(request, batch.summary)
+    return redirect("actions:batch", batch_id=batch.pk)
+
+
+@login_required
+@require_GET
+def batch_detail(request, batch_id: int):
+    """A batch's progress (htmx polls the fragment while it runs), summary and rows."""
+    batch = get_object_or_404(LoopActionBatch.objects.select_related("user"), pk=batch_id)
+    counts = actions.outcome_counts(batch)
+    done = counts[LoopAction.Outcome.PENDING] == 0 and batch.state == LoopActionBatch.State.DONE
+    context = {"batch": batch, "counts": counts, "done": done, "finished": batch.total - counts["pending"]}
+    if request.headers.get("HX-Request") and request.GET.get("fragment") == "progress":
+        return render(request, "loops/actions/_batch_progress.html", context)
+    rows = batch.actions.select_related("loop", "loop__flow_definition").order_by("pk")
+    outcome = request.GET.get("outcome")
+    if outcome in LoopAction.Outcome.values:
+        rows = rows.filter(outcome=outcome)
+    context["page"] = Paginator(rows, 100).get_page(request.GET.get("page"))
+    context["outcome"] = outcome if outcome in LoopAction.Outcome.values else ""
+    context["outcomes"] = LoopAction.Outcome.choices
+    return render(request, "loops/actions/batch.html", context)
+
+
+class LoopActionTable(tables.Table):
+    created_at = tables.DateTimeColumn(verbose_name="When (UTC)", format="Y-m-d H:i:s")
+    user = tables.Column(verbose_name="Who", accessor="user__username")
+    loop = tables.Column(verbose_name="Loop", accessor="loop__name", linkify=lambda record: _loop_url(record.loop_id))
+    action = tables.Column()
+    reason = tables.Column()
+    outcome = tables.Column()
+    detail = tables.Column(verbose_name="Detail / error")
+    batch = tables.Column(accessor="batch_id", linkify=lambda record: reverse("actions:batch", args=[record.batch_id]))
+
+    class Meta:
+        model = LoopAction
+        fields = ("created_at", "user", "loop", "action", "reason", "outcome", "detail", "batch")
+        order_by = "-created_at"
+        attrs = {"class": "table"}
+
+
+def _loop_url(loop_id: int) -> str | None:
+    try:
+        return reverse("loops:loop", args=[loop_id])
+    except NoReverseMatch:  # the dashboard's loop page (issue 4) is not mounted in every build
+        return None
+
+
+@login_required
+@require_GET
+def audit(request):
+    """The audit log: who did what to which loop, why, and how it ended. ?_export=csv streams it all."""
+    queryset = LoopAction.objects.select_related("user", "loop").order_by("-created_at", "-id")
+    audit_filter = LoopActionFilter(request.GET, queryset=queryset)
+    if request.GET.get("_export") == "csv":
+        if not audit_filter.is_valid():
+            return render(request, "loops/actions/audit.html", {"filter": audit_filter, "table": None}, status=400)
+        response = StreamingHttpResponse(actions.iter_audit_csv(audit_filter.qs), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="loop-actions.csv"'
+        return response
+    table = LoopActionTable(audit_filter.qs if audit_filter.is_valid() else queryset.none())
+    tables.RequestConfig(request, paginate={"per_page": 50}).configure(table)
+    return render(request, "loops/actions/audit.html", {"filter": audit_filter, "table": table})

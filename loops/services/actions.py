@@ -1,0 +1,518 @@
+"""Stop and delete human loops in A2I, with an audit row per attempt (issue 5).
+
+The flow, in order:
+
+1. `plan_action(action, loops)`: what would happen (eligible loops, skipped ones
+   and why). Reads the database only; nothing reaches A2I.
+2. `create_batch(user, action, reason, loops)`: the confirmed request. Writes one
+   LoopActionBatch and one *pending* LoopAction per selected loop, so every loop
+   is accounted for before the first call to A2I.
+3. `dispatch_batch(batch)`: runs it now (small selections) or enqueues the Celery
+   task (more than settings.A2I_BULK_ACTION_THRESHOLD loops).
+4. `execute_batch(batch_id)`: calls A2I loop by loop through `loops.a2i`, records
+   each outcome (succeeded, skipped or failed, never left pending), updates the
+   local rows at once (Stopping; deleted upstream) and the flow definitions' stats.
+
+Throttling: botocore's standard retries absorb most of it; a ThrottlingException
+that still comes through is retried here with exponential backoff a bounded
+number of times, then recorded as the loop's failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from loops import a2i
+from loops.models import (
+    TERMINAL_STATUSES,
+    FlowDefinition,
+    HumanLoop,
+    HumanLoopStatus,
+    LoopAction,
+    LoopActionBatch,
+)
+from loops.services import stats as stats_service
+from loops.services import sync as sync_service
+
+logger = logging.getLogger(__name__)
+
+Action = LoopActionBatch.Action
+Outcome = LoopAction.Outcome
+
+# Which Django permissions each action needs.
+REQUIRED_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    Action.STOP: ("loops.stop_humanloop",),
+    Action.DELETE: ("loops.delete_humanloop",),
+    Action.STOP_AND_DELETE: ("loops.stop_humanloop", "loops.delete_humanloop"),
+}
+
+# Skip reasons: fixed strings, so the summary can group by them. A detail may add
+# "; <specifics>" after the reason (see DETAIL_SEPARATOR).
+NOT_IN_PROGRESS = "not InProgress"
+NOT_FINISHED = "not Completed, Failed or Stopped"
+ALREADY_DELETED = "already deleted in A2I"
+DETAIL_SEPARATOR = "; "
+
+DELETABLE_STATUSES = TERMINAL_STATUSES  # A2I deletes only Completed, Failed and Stopped loops.
+
+SUCCESS_VERBS = {Action.STOP: "stopped", Action.DELETE: "deleted", Action.STOP_AND_DELETE: "deleted"}
+
+# How many loops are read and processed at a time (bounded memory for huge batches).
+CHUNK_SIZE = 100
+
+
+def _setting(name: str, default):
+    # Tunables with safe defaults; tests shorten the waits through `settings`.
+    return getattr(settings, name, default)
+
+
+# --- permissions ---------------------------------------------------------------
+
+
+def user_can_run(user, action: str) -> bool:
+    """Whether `user` holds every permission `action` needs. Unknown actions: False."""
+    permissions = REQUIRED_PERMISSIONS.get(action)
+    return bool(permissions) and user.has_perms(permissions)
+
+
+def allowed_actions(user) -> list[str]:
+    """The actions `user` may run, in display order."""
+    return [action for action in Action.values if user_can_run(user, action)]
+
+
+# --- planning ------------------------------------------------------------------
+
+
+def skip_reason(action: str, status: str, deleted_upstream: bool) -> str | None:
+    """Why `action` does not apply to a loop in this state, or None when it applies.
+
+    stop: InProgress only. delete: Completed, Failed, Stopped only. stop_and_delete:
+    any loop still in A2I (InProgress ones are stopped first, Stopping ones awaited).
+    """
+    if deleted_upstream:
+        return ALREADY_DELETED
+    if action == Action.STOP and status != HumanLoopStatus.IN_PROGRESS:
+        return NOT_IN_PROGRESS
+    if action == Action.DELETE and status not in DELETABLE_STATUSES:
+        return NOT_FINISHED
+    return None
+
+
+def _skip_detail(reason: str, status: str) -> str:
+    return reason if reason == ALREADY_DELETED else f"{reason}{DETAIL_SEPARATOR}status is {status}"
+
+
+@dataclass
+class PlannedLoop:
+    loop: HumanLoop
+    skip_reason: str | None
+
+    @property
+    def eligible(self) -> bool:
+        return self.skip_reason is None
+
+
+@dataclass
+class Plan:
+    """What an action would do to a selection: counts over all of it, details for the first loops."""
+
+    action: str
+    total: int
+    eligible: int
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> number of loops
+    loops: list[PlannedLoop] = field(default_factory=list)  # the first `sample` loops
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def more(self) -> int:
+        """How many selected loops are not listed in `loops`."""
+        return self.total - len(self.loops)
+
+
+def plan_action(action: str, loops: QuerySet, *, sample: int = 100) -> Plan:
+    """Count eligible and skipped loops of `loops` for `action`, and detail the first `sample`.
+
+    Two queries whatever the size of the selection (a GROUP BY over status and the
+    deleted marker, and the sample). No side effect; raises ValueError for an
+    unknown action.
+    """
+    if action not in Action.values:
+        raise ValueError(f"unknown action {action!r}")
+    plan = Plan(action=action, total=0, eligible=0)
+    groups = loops.order_by().values_list("status", "deleted_upstream").annotate(n=Count("pk"))
+    for status, deleted, n in groups:
+        plan.total += n
+        reason = skip_reason(action, status, deleted)
+        if reason is None:
+            plan.eligible += n
+        else:
+            plan.skipped[reason] = plan.skipped.get(reason, 0) + n
+    for loop in loops.select_related("flow_definition")[:sample]:
+        plan.loops.append(PlannedLoop(loop, skip_reason(action, loop.status, loop.deleted_upstream)))
+    return plan
+
+
+# --- the confirmed request -------------------------------------------------------
+
+
+def create_batch(user, action: str, reason: str, loops: QuerySet | Iterable[int]) -> LoopActionBatch:
+    """Record a confirmed action: one LoopActionBatch and one pending LoopAction per loop.
+
+    `loops` is a HumanLoop queryset or loop ids (unknown ids are ignored, duplicates
+    collapse). Does not call A2I. Raises PermissionDenied when `user` lacks the
+    action's permissions (checked here too, whatever the caller did), ValueError for
+    an unknown action, an empty reason or an empty selection.
+    """
+    if action not in Action.values:
+        raise ValueError(f"unknown action {action!r}")
+    if not user_can_run(user, action):
+        raise PermissionDenied(f"{user} may not {action} human loops")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("a reason is required")
+    if isinstance(loops, QuerySet):
+        ids = loops.order_by().values("pk")
+    else:
+        ids = list(loops)
+    loop_ids = HumanLoop.objects.filter(pk__in=ids).order_by("pk").values_list("pk", flat=True)
+    with transaction.atomic():
+        batch = LoopActionBatch.objects.create(user=user, action=action, reason=reason)
+        total = 0
+        chunk: list[LoopAction] = []
+        for loop_id in loop_ids.iterator(chunk_size=2000):
+            chunk.append(LoopAction(batch=batch, user=user, loop_id=loop_id, action=action, reason=reason))
+            if len(chunk) >= 2000:
+                LoopAction.objects.bulk_create(chunk)
+                total += len(chunk)
+                chunk = []
+        LoopAction.objects.bulk_create(chunk)
+        total += len(chunk)
+        if total == 0:
+            raise ValueError("no loops selected")  # rolls the batch back
+        batch.total = total
+        batch.save(update_fields=["total"])
+    return batch
+
+
+def dispatch_batch(batch: LoopActionBatch) -> bool:
+    """Run `batch` now, or enqueue it when it has more than A2I_BULK_ACTION_THRESHOLD loops.
+
+    Returns True when enqueued (the task is sent after the current transaction
+    commits, so the worker always finds the batch). Running now calls A2I in the
+    caller's thread: see execute_batch.
+    """
+    if batch.total > settings.A2I_BULK_ACTION_THRESHOLD:
+        from loops.action_tasks import execute_loop_action_batch  # the task module imports this one
+
+        transaction.on_commit(lambda: execute_loop_action_batch.delay(batch.pk))
+        return True
+    execute_batch(batch.pk)
+    batch.refresh_from_db()
+    return False
+
+
+# --- execution -------------------------------------------------------------------
+
+
+class _Unavailable(Exception):
+    """A2I cannot be reached at all: the rest of the batch is reported, not attempted."""
+
+
+def execute_batch(batch_id: int) -> str:
+    """Carry out a batch: call A2I for each pending LoopAction and record its outcome.
+
+    Side effects per loop: StopHumanLoop / DeleteHumanLoop (and DescribeHumanLoop
+    while waiting for a stop, or to learn why A2I refused); the loop row set to
+    Stopping (with a status-change row) or marked deleted upstream; the LoopAction
+    set to succeeded, skipped or failed with its detail. Then the batch's summary,
+    state "done", and the stats of every flow definition it touched.
+
+    Idempotent: only pending rows are processed, so a redelivered task resumes a
+    batch a killed worker left half done. When A2I is unreachable, the remaining
+    rows are marked failed ("not attempted") instead of being tried one by one.
+    Never raises for A2I errors; they become the loops' outcomes.
+    """
+    batch = LoopActionBatch.objects.get(pk=batch_id)
+    if batch.state == LoopActionBatch.State.DONE:
+        return batch.summary
+    LoopActionBatch.objects.filter(pk=batch.pk).update(state=LoopActionBatch.State.RUNNING)
+
+    pending = batch.actions.filter(outcome=Outcome.PENDING).select_related("loop__flow_definition").order_by("pk")
+    last_pk = 0
+    try:
+        while True:
+            rows = list(pending.filter(pk__gt=last_pk)[:CHUNK_SIZE])
+            if not rows:
+                break
+            last_pk = rows[-1].pk
+            if batch.action == Action.STOP_AND_DELETE:
+                _stop_then_delete(rows)
+            else:
+                for row in rows:
+                    _finish(row, *_run_one(batch.action, row.loop))
+    except _Unavailable as exc:
+        message = f"not attempted: {exc}"
+        batch.actions.filter(outcome=Outcome.PENDING).update(
+            outcome=Outcome.FAILED, detail=message, finished_at=timezone.now()
+        )
+
+    summary = summarize_batch(batch)
+    LoopActionBatch.objects.filter(pk=batch.pk).update(
+        state=LoopActionBatch.State.DONE, summary=summary, finished_at=timezone.now()
+    )
+    for flow_definition in FlowDefinition.objects.filter(loops__actions__batch=batch).distinct():
+        stats_service.refresh_flow_definition_stats(flow_definition)
+    logger.info("action batch %s (%s by %s): %s", batch.pk, batch.action, batch.user_id, summary)
+    return summary
+
+
+def _finish(row: LoopAction, outcome: str, detail: str) -> None:
+    row.outcome, row.detail, row.finished_at = outcome, detail[:4000], timezone.now()
+    row.save(update_fields=["outcome", "detail", "finished_at"])
+
+
+def _run_one(action: str, loop: HumanLoop) -> tuple[str, str]:
+    """Stop or delete one loop; returns (outcome, detail)."""
+    reason = skip_reason(action, loop.status, loop.deleted_upstream)
+    if reason is not None:
+        return Outcome.SKIPPED, _skip_detail(reason, loop.status)
+    if action == Action.STOP:
+        return _stop(loop)
+    return _delete(loop)
+
+
+def _stop(loop: HumanLoop) -> tuple[str, str]:
+    try:
+        _call_a2i(a2i.stop_human_loop, loop.flow_definition.region, loop.name)
+    except a2i.ClientError as exc:
+        return _refused(Action.STOP, loop, exc)
+    sync_service.set_loop_status(loop, HumanLoopStatus.STOPPING, observed_at=timezone.now())
+    loop.status = HumanLoopStatus.STOPPING  # whatever the helper does to the instance
+    return Outcome.SUCCEEDED, "stop requested; now Stopping"
+
+
+def _delete(loop: HumanLoop, *, stopped: bool = False) -> tuple[str, str]:
+    try:
+        _call_a2i(a2i.delete_human_loop, loop.flow_definition.region, loop.name)
+    except a2i.ClientError as exc:
+        return _refused(Action.DELETE, loop, exc)
+    _mark_deleted(loop)
+    return Outcome.SUCCEEDED, "stopped, then deleted" if stopped else f"deleted{DETAIL_SEPARATOR}was {loop.status}"
+
+
+def _refused(action: str, loop: HumanLoop, exc: Exception) -> tuple[str, str]:
+    """Turn A2I's refusal into an outcome, learning the loop's real state when that explains it.
+
+    ResourceNotFoundException: the loop is gone from A2I (marked deleted upstream,
+    skipped). ValidationException: our copy was stale (e.g. the loop completed
+    since the last sync); describe it, store its status and report the skip.
+    Anything else is the loop's failure, with A2I's code and message.
+    """
+    code = a2i.error_code(exc)
+    if code == "ResourceNotFoundException":
+        _mark_deleted(loop)
+        return Outcome.SKIPPED, ALREADY_DELETED
+    if code == "ValidationException":
+        try:
+            described = _call_a2i(a2i.describe_human_loop, loop.flow_definition.region, loop.name)
+        except a2i.ClientError:
+            described = None
+        if described is not None:
+            _apply_description(loop, described)
+            reason = skip_reason(action, loop.status, loop.deleted_upstream)
+            if reason is not None:
+                return Outcome.SKIPPED, f"{reason}{DETAIL_SEPARATOR}A2I says {loop.status}"
+    return Outcome.FAILED, a2i.error_message(exc)
+
+
+def _apply_description(loop: HumanLoop, described: dict) -> None:
+    status = described["HumanLoopStatus"]
+    sync_service.set_loop_status(
+        loop,
+        status,
+        failure_code=described.get("FailureCode") or "",
+        failure_reason=described.get("FailureReason") or "",
+        observed_at=timezone.now(),
+    )
+    loop.status = status
+
+
+def _mark_deleted(loop: HumanLoop) -> None:
+    sync_service.mark_loop_deleted_upstream(loop, observed_at=timezone.now())
+    loop.deleted_upstream = True
+
+
+def _stop_then_delete(rows: list[LoopAction]) -> None:
+    """Stop every InProgress loop of the chunk first, then wait for each and delete it.
+
+    Stopping the whole chunk before waiting means most loops are already Stopped
+    when their turn comes, instead of one wait per loop.
+    """
+    waiting: list[LoopAction] = []
+    stopped: set[int] = set()
+    for row in rows:
+        loop = row.loop
+        reason = skip_reason(Action.STOP_AND_DELETE, loop.status, loop.deleted_upstream)
+        if reason is not None:
+            _finish(row, Outcome.SKIPPED, _skip_detail(reason, loop.status))
+            continue
+        if loop.status == HumanLoopStatus.IN_PROGRESS:
+            outcome, detail = _stop(loop)
+            if outcome == Outcome.FAILED or (outcome == Outcome.SKIPPED and loop.deleted_upstream):
+                _finish(row, outcome, detail)
+                continue
+            if outcome == Outcome.SUCCEEDED:
+                stopped.add(row.pk)
+            # Stopped, or A2I said it was no longer InProgress (now Stopping or finished): delete it.
+        waiting.append(row)
+
+    for row in waiting:
+        loop = row.loop
+        try:
+            if loop.status not in TERMINAL_STATUSES:
+                _wait_until_terminal(loop)
+        except a2i.ClientError as exc:
+            _finish(row, *_refused(Action.STOP_AND_DELETE, loop, exc))
+            continue
+        if loop.deleted_upstream:
+            _finish(row, Outcome.SKIPPED, ALREADY_DELETED)
+        elif loop.status not in TERMINAL_STATUSES:
+            wait = _setting("A2I_ACTION_STOP_WAIT_SECONDS", 120)
+            _finish(row, Outcome.FAILED, f"still {loop.status} after {wait} s; stop requested, not deleted")
+        else:
+            _finish(row, *_delete(loop, stopped=row.pk in stopped))
+
+
+def _wait_until_terminal(loop: HumanLoop) -> None:
+    """Poll DescribeHumanLoop with backoff until the loop is Completed, Failed or Stopped.
+
+    Bounded by A2I_ACTION_STOP_WAIT_SECONDS; stores each status seen on the loop row.
+    A loop already gone is marked deleted upstream. Raises ClientError for other errors.
+    """
+    deadline = time.monotonic() + _setting("A2I_ACTION_STOP_WAIT_SECONDS", 120)
+    delay = _setting("A2I_ACTION_POLL_SECONDS", 0.5)
+    while True:
+        try:
+            described = _call_a2i(a2i.describe_human_loop, loop.flow_definition.region, loop.name)
+        except a2i.ClientError as exc:
+            if a2i.error_code(exc) != "ResourceNotFoundException":
+                raise
+            _mark_deleted(loop)
+            return
+        _apply_description(loop, described)
+        if loop.status in TERMINAL_STATUSES or time.monotonic() + delay > deadline:
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _call_a2i(fn, *args):
+    """Call a `loops.a2i` function, retrying ThrottlingException with exponential backoff.
+
+    botocore has already retried the call (standard mode); this outer, bounded retry
+    (A2I_ACTION_THROTTLE_RETRIES times, full jitter, delays capped at 20 s) is what
+    lets a bulk action ride out a sustained throttle without losing loops. Raises the
+    last ClientError when retries run out, _Unavailable when A2I cannot be reached.
+    """
+    retries = _setting("A2I_ACTION_THROTTLE_RETRIES", 5)
+    base = _setting("A2I_ACTION_THROTTLE_BACKOFF_SECONDS", 1.0)
+    attempt = 0
+    while True:
+        try:
+            return fn(*args)
+        except a2i.A2IUnavailable as exc:
+            raise _Unavailable(str(exc)) from exc
+        except a2i.ClientError as exc:
+            if a2i.error_code(exc) != "ThrottlingException" or attempt >= retries:
+                raise
+            time.sleep(random.uniform(0, min(20.0, base * 2**attempt)))
+            attempt += 1
+
+
+# --- reporting -------------------------------------------------------------------
+
+
+def outcome_counts(batch: LoopActionBatch) -> dict[str, int]:
+    """Rows of `batch` by outcome, every outcome present (zeros included)."""
+    counts = dict.fromkeys(Outcome.values, 0)
+    counts.update(batch.actions.order_by().values_list("outcome").annotate(n=Count("pk")).values_list("outcome", "n"))
+    return counts
+
+
+def summarize_batch(batch: LoopActionBatch) -> str:
+    """One line such as "12 stopped, 3 skipped (not InProgress), 1 failed: <reason>"."""
+    rows = batch.actions.order_by().values_list("outcome", "detail")
+    skipped: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    succeeded = pending = 0
+    for outcome, detail in rows.iterator(chunk_size=5000):
+        if outcome == Outcome.SUCCEEDED:
+            succeeded += 1
+        elif outcome == Outcome.SKIPPED:
+            skipped[detail.split(DETAIL_SEPARATOR)[0]] += 1
+        elif outcome == Outcome.FAILED:
+            failed[detail] += 1
+        else:
+            pending += 1
+    parts = []
+    if succeeded:
+        parts.append(f"{succeeded} {SUCCESS_VERBS[batch.action]}")
+    if skipped:
+        reasons = ", ".join(_counted(skipped, len(skipped) > 1))
+        parts.append(f"{skipped.total()} skipped ({reasons})")
+    if failed:
+        errors = "; ".join(_counted(failed, len(failed) > 1, limit=3))
+        parts.append(f"{failed.total()} failed: {errors}")
+    if pending:
+        parts.append(f"{pending} pending")
+    return ", ".join(parts) or "nothing to do"
+
+
+def _counted(counter: Counter, with_counts: bool, limit: int | None = None) -> list[str]:
+    items = counter.most_common(limit)
+    texts = [f"{text} ({n})" if with_counts else text for text, n in items]
+    if limit is not None and len(counter) > limit:
+        texts.append(f"and {len(counter) - limit} other errors")
+    return texts
+
+
+AUDIT_CSV_FIELDS = [
+    "created_at", "finished_at", "user", "loop", "loop_arn", "action", "reason", "outcome", "detail", "batch",
+]
+
+
+class _Echo:
+    """A file-like object whose write() returns the line, for streaming csv.writer output."""
+
+    def write(self, value):
+        return value
+
+
+def iter_audit_csv(actions_qs: QuerySet) -> Iterable[str]:
+    """Yield the audit rows of `actions_qs` (LoopAction) as CSV lines, header first.
+
+    Reads the database in chunks, so exporting the whole log keeps memory flat.
+    """
+    writer = csv.writer(_Echo())
+    yield writer.writerow(AUDIT_CSV_FIELDS)
+    rows = actions_qs.values_list(
+        "created_at", "finished_at", "user__username", "loop__name", "loop__arn",
+        "action", "reason", "outcome", "detail", "batch_id",
+    )
+    for created, finished, *rest in rows.iterator(chunk_size=2000):
+        yield writer.writerow([created.isoformat(), finished.isoformat() if finished else "", *rest])
