@@ -82,3 +82,29 @@ class SageMakerValidationException(AwsError):
 
     code = "ValidationException"
     status = 400
+
+
+class SerializationException(AwsError):
+    """A request body that is not JSON, or a member of the wrong JSON type (AWS: 400)."""
+
+    code = "SerializationException"
+    status = 400
+
+
+class InvalidLoopState(ValidationException):
+    """A control-API transition (complete/fail) asked of a loop that is not InProgress.
+
+    A subclass of ValidationException so callers that ignore the ValidationException
+    races (the workforce: a loop stopped meanwhile) ignore this one too; the control API
+    answers it with 409.
+    """
+
+    code = "InvalidLoopState"
+    status = 409
+
+
+class OutputWriteError(AwsError):
+    """output.json could not be written to S3; the loop stays InProgress (control API: 502)."""
+
+    code = "OutputWriteFailed"
+    status = 502

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# A2I Local fixtures (a2i_server, a2i, a2i_client, sagemaker_client, s3_client).
+pytest_plugins = ["a2i_local.testing"]
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

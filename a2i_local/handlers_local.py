@@ -1,0 +1,150 @@
+"""The control API under ``/_local/`` (not AWS's): move loops through their lifecycle in tests.
+
+Routes (all JSON; errors are ``{"error": <code>, "message": <text>}`` with a clear 4xx):
+
+- ``POST /_local/human-loops/{name}/complete``: body ``{"answerContent": {...}, "workerId": "w",
+  "timeSpentInSeconds": 12.5}`` when it has an ``answerContent`` key, otherwise the whole body
+  is the answerContent; ``?workerId=`` is accepted too (the body wins). -> 200 with the loop;
+  404 unknown loop, 409 not InProgress, 502 output.json could not be written (loop stays InProgress).
+- ``POST /_local/human-loops/{name}/fail``: body ``{"FailureCode": ..., "FailureReason": ...}``.
+- ``POST /_local/reset``: drop all state, restore the options given at startup.
+- ``GET /_local/health``: ``{"status": "ok", "loops": N, ...}``.
+- ``GET|POST /_local/config``: read, or change live fields (config.LIVE_FIELDS; others -> 400).
+- ``POST /_local/clock``: ``{"advance_seconds": N}`` moves the store's clock forward.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from urllib.parse import parse_qs, unquote
+
+from . import errors
+from .config import LIVE_FIELDS, Options
+from .handlers_runtime import describe_loop_body
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+_STATUS_FOR = {
+    errors.ResourceNotFoundException: (404, "NotFound"),
+    errors.InvalidLoopState: (409, "InvalidState"),
+    errors.OutputWriteError: (502, "OutputWriteFailed"),
+}
+
+
+def _body(raw: bytes) -> dict:
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ControlError(400, "BadRequest", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ControlError(400, "BadRequest", "The request body must be a JSON object.")
+    return data
+
+
+def _loop_reply(loop: dict) -> dict:
+    return describe_loop_body(loop)
+
+
+def handle(app, method: str, path: str, query: str, raw: bytes) -> tuple[int, dict]:
+    """Route one control request; returns (status, body). Raises ControlError for 4xx/5xx."""
+    try:
+        return _route(app, method, path, query, raw)
+    except errors.AwsError as exc:
+        for cls, (status, code) in _STATUS_FOR.items():
+            if isinstance(exc, cls):
+                raise ControlError(status, code, exc.message) from None
+        raise ControlError(400, exc.code, exc.message) from None
+
+
+def _route(app, method, path, query, raw):
+    parts = path.split("/")  # ['', '_local', ...]
+    store = app.store
+    if len(parts) == 5 and parts[2] == "human-loops" and method == "POST":
+        name, action = unquote(parts[3]), parts[4]
+        if action == "complete":
+            return 200, _complete(store, name, _body(raw), query)
+        if action == "fail":
+            data = _body(raw)
+            code, reason = data.get("FailureCode"), data.get("FailureReason")
+            if code is None or reason is None:
+                raise ControlError(400, "BadRequest", "Body must be {\"FailureCode\": ..., \"FailureReason\": ...}.")
+            return 200, _loop_reply(store.fail_loop(name, code, reason))
+    elif path == "/_local/reset" and method == "POST":
+        app.reset()
+        return 200, {"status": "reset"}
+    elif path == "/_local/health" and method == "GET":
+        return 200, app.health()
+    elif path == "/_local/config" and method == "GET":
+        return 200, app.options.snapshot()
+    elif path == "/_local/config" and method == "POST":
+        apply_config(app.options, _body(raw))
+        return 200, app.options.snapshot()
+    elif path == "/_local/clock" and method == "POST":
+        seconds = _body(raw).get("advance_seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ControlError(400, "BadRequest", "Body must be {\"advance_seconds\": <non-negative number>}.")
+        store.advance_clock(seconds)
+        return 200, {"now": store.now().isoformat()}
+    raise ControlError(404, "NotFound", f"No control route {method} {path}. See docs/a2i-local.md.")
+
+
+def _complete(store, name: str, data: dict, query: str) -> dict:
+    worker_id = (parse_qs(query).get("workerId") or [None])[0]
+    spent = None
+    if "answerContent" in data:
+        answer = data["answerContent"]
+        worker_id = data.get("workerId", worker_id)
+        spent = data.get("timeSpentInSeconds")
+        if spent is not None and (isinstance(spent, bool) or not isinstance(spent, (int, float)) or spent < 0):
+            raise ControlError(400, "BadRequest", "timeSpentInSeconds must be a non-negative number.")
+    else:
+        answer = data
+    if not isinstance(answer, dict):
+        raise ControlError(400, "BadRequest", "answerContent must be a JSON object.")
+    if worker_id is not None and not isinstance(worker_id, str):
+        raise ControlError(400, "BadRequest", "workerId must be a string.")
+    return _loop_reply(store.complete_loop(name, answer, worker_id=worker_id, time_spent_seconds=spent))
+
+
+_HINTS = typing.get_type_hints(Options)
+
+
+def apply_config(options: Options, changes: dict) -> None:
+    """Validate every field first, then apply them all (nothing changes on a bad request)."""
+    converted = {}
+    for name, value in changes.items():
+        if name not in LIVE_FIELDS:
+            raise ControlError(400, "BadRequest", f"Option '{name}' cannot be changed at runtime; "
+                               f"live options: {', '.join(sorted(LIVE_FIELDS))}.")
+        converted[name] = _convert(name, value, _HINTS[name])
+    for name, value in converted.items():
+        setattr(options, name, value)
+
+
+def _convert(name: str, value, hint):
+    nullable = type(None) in typing.get_args(hint)
+    base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+    if value is None:
+        if nullable:
+            return None
+        raise ControlError(400, "BadRequest", f"Option '{name}' cannot be null.")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+    elif isinstance(value, bool):
+        pass
+    elif base is int and isinstance(value, int):
+        if value >= 0:
+            return value
+    elif base is float and isinstance(value, (int, float)):
+        if value >= 0 and not (name.endswith("_rate") and name != "workforce_start_rate" and value > 1):
+            return float(value)
+    raise ControlError(400, "BadRequest", f"Invalid value {value!r} for option '{name}' ({base.__name__}).")

@@ -1,0 +1,152 @@
+"""The four SageMaker flow-definition operations (JSON 1.1, ``X-Amz-Target: SageMaker.<Op>``).
+
+SageMaker errors are all HTTP 400 with ``__type``; timestamps are epoch seconds.
+"""
+
+from __future__ import annotations
+
+from . import errors, validation as v
+from .flowdefs import FlowDefinitionRecord
+from .handlers_runtime import parse_json_body
+from .store import Store
+from .timestamps import parse_time
+from .tokens import TokenCodec
+
+import json
+
+SageMakerViolations = lambda: v.Violations(errors.SageMakerValidationException)  # noqa: E731
+
+
+def _check_name(checks: v.Violations, name) -> None:
+    checks.string(name, "flowDefinitionName", min_len=1, max_len=63, pattern=v.FLOW_DEFINITION_NAME, required=True)
+
+
+def _check_human_loop_config(checks: v.Violations, config) -> None:
+    if not checks.structure(config, "humanLoopConfig") or config is None:
+        return
+    p = "humanLoopConfig."
+    checks.string(config.get("WorkteamArn"), p + "workteamArn", max_len=256, pattern=v.WORKTEAM_ARN, required=True)
+    checks.string(config.get("HumanTaskUiArn"), p + "humanTaskUiArn", max_len=1024, pattern=v.HUMAN_TASK_UI_ARN,
+                  required=True)
+    checks.string(config.get("TaskTitle"), p + "taskTitle", min_len=1, max_len=128, pattern=r"^[\t\n\r -\uD7FF\uE000-\uFFFD]*$",
+                  required=True)
+    checks.string(config.get("TaskDescription"), p + "taskDescription", min_len=1, max_len=255, required=True)
+    checks.integer(config.get("TaskCount"), p + "taskCount", min_value=1, max_value=3, required=True)
+    checks.integer(config.get("TaskAvailabilityLifetimeInSeconds"), p + "taskAvailabilityLifetimeInSeconds",
+                   min_value=1)
+    checks.integer(config.get("TaskTimeLimitInSeconds"), p + "taskTimeLimitInSeconds", min_value=30)
+    keywords = config.get("TaskKeywords")
+    if checks.listing(keywords, p + "taskKeywords", min_len=1, max_len=5) and keywords:
+        for i, keyword in enumerate(keywords):
+            checks.string(keyword, f"{p}taskKeywords.{i + 1}.member", min_len=1, max_len=30, pattern=v.TASK_KEYWORD)
+    price = config.get("PublicWorkforceTaskPrice")
+    if checks.structure(price, p + "publicWorkforceTaskPrice") and price:
+        amount = price.get("AmountInUsd")
+        if checks.structure(amount, p + "publicWorkforceTaskPrice.amountInUsd") and amount:
+            q = p + "publicWorkforceTaskPrice.amountInUsd."
+            checks.integer(amount.get("Dollars"), q + "dollars", min_value=0, max_value=2)
+            checks.integer(amount.get("Cents"), q + "cents", min_value=0, max_value=99)
+            checks.integer(amount.get("TenthFractionsOfACent"), q + "tenthFractionsOfACent", min_value=0, max_value=9)
+
+
+def create_flow_definition(store: Store, data: dict) -> dict:
+    checks = SageMakerViolations()
+    name = data.get("FlowDefinitionName")
+    _check_name(checks, name)
+    source = data.get("HumanLoopRequestSource")
+    if checks.structure(source, "humanLoopRequestSource") and source is not None:
+        checks.enum(source.get("AwsManagedHumanLoopRequestSource"),
+                    "humanLoopRequestSource.awsManagedHumanLoopRequestSource", v.AWS_MANAGED_SOURCES, required=True)
+    activation = data.get("HumanLoopActivationConfig")
+    if checks.structure(activation, "humanLoopActivationConfig") and activation is not None:
+        conditions = activation.get("HumanLoopActivationConditionsConfig")
+        field = "humanLoopActivationConfig.humanLoopActivationConditionsConfig"
+        if checks.structure(conditions, field, required=True) and conditions is not None:
+            text = conditions.get("HumanLoopActivationConditions")
+            if checks.string(text, field + ".humanLoopActivationConditions", max_len=10240, required=True):
+                try:
+                    json.loads(text)
+                except ValueError:
+                    checks.add(text, field + ".humanLoopActivationConditions", "Member must be a JSON document")
+    _check_human_loop_config(checks, data.get("HumanLoopConfig"))
+    out = data.get("OutputConfig")
+    if checks.structure(out, "outputConfig", required=True) and out is not None:
+        checks.string(out.get("S3OutputPath"), "outputConfig.s3OutputPath", max_len=1024, pattern=v.S3_URI,
+                      required=True)
+        checks.string(out.get("KmsKeyId"), "outputConfig.kmsKeyId", max_len=2048, pattern=v.KMS_KEY_ID)
+    checks.string(data.get("RoleArn"), "roleArn", min_len=20, max_len=2048, pattern=v.ROLE_ARN, required=True)
+    checks.listing(data.get("Tags"), "tags", max_len=50)
+    checks.raise_if_any()
+    spec = {key: data[key] for key in ("HumanLoopRequestSource", "HumanLoopActivationConfig", "HumanLoopConfig",
+                                       "OutputConfig", "RoleArn") if data.get(key) is not None}
+    record = store.create_flow_definition(name, spec)
+    return {"FlowDefinitionArn": record.arn}
+
+
+def describe_flow_definition(store: Store, data: dict) -> dict:
+    checks = SageMakerViolations()
+    name = data.get("FlowDefinitionName")
+    _check_name(checks, name)
+    checks.raise_if_any()
+    record, status = store.describe_flow_definition(name)
+    body = {"FlowDefinitionArn": record.arn, "FlowDefinitionName": record.name,
+            "FlowDefinitionStatus": status, "CreationTime": record.creation_ms / 1000}
+    body.update(json.loads(record.spec))
+    return body
+
+
+def _summary(record: FlowDefinitionRecord, status: str) -> dict:
+    return {"FlowDefinitionName": record.name, "FlowDefinitionArn": record.arn,
+            "FlowDefinitionStatus": status, "CreationTime": record.creation_ms / 1000}
+
+
+def list_flow_definitions(store: Store, codec: TokenCodec, data: dict) -> dict:
+    checks = SageMakerViolations()
+    sort_order = data.get("SortOrder") or "Descending"
+    checks.enum(sort_order, "sortOrder", v.SORT_ORDERS)
+    checks.integer(data.get("MaxResults"), "maxResults", min_value=1, max_value=100)
+    token = data.get("NextToken")
+    checks.string(token, "nextToken", max_len=8192)
+    checks.raise_if_any()
+    after = data.get("CreationTimeAfter")
+    before = data.get("CreationTimeBefore")
+    try:
+        after_ms = parse_time(after, "creationTimeAfter") if after is not None else None
+        before_ms = parse_time(before, "creationTimeBefore") if before is not None else None
+        filters = ("flow-definitions", after_ms, before_ms, sort_order)
+        position = codec.decode(token, filters) if token else None
+    except errors.ValidationException as exc:
+        raise errors.SageMakerValidationException(exc.message) from None
+    items, next_position = store.list_flow_definitions(
+        after_ms=after_ms, before_ms=before_ms, sort_order=sort_order,
+        max_results=data.get("MaxResults") or 100, position=position)
+    result = {"FlowDefinitionSummaries": [_summary(r, s) for r, s in items]}
+    if next_position is not None:
+        result["NextToken"] = codec.encode(next_position, filters)
+    return result
+
+
+def delete_flow_definition(store: Store, data: dict) -> dict:
+    checks = SageMakerViolations()
+    name = data.get("FlowDefinitionName")
+    _check_name(checks, name)
+    checks.raise_if_any()
+    store.delete_flow_definition(name)
+    return {}
+
+
+OPERATIONS = {
+    "CreateFlowDefinition": lambda store, codec, data: create_flow_definition(store, data),
+    "DescribeFlowDefinition": lambda store, codec, data: describe_flow_definition(store, data),
+    "ListFlowDefinitions": list_flow_definitions,
+    "DeleteFlowDefinition": lambda store, codec, data: delete_flow_definition(store, data),
+}
+
+
+def dispatch(store: Store, codec: TokenCodec, operation: str, body: bytes) -> dict:
+    handler = OPERATIONS.get(operation)
+    if handler is None:
+        raise errors.UnknownOperationException(
+            f"A2I Local does not implement SageMaker.{operation}; it supports "
+            + ", ".join(f"SageMaker.{op}" for op in OPERATIONS) + ".")
+    return handler(store, codec, parse_json_body(body))

@@ -1,0 +1,296 @@
+"""HTTP server, routing and wiring of A2I Local.
+
+Routing dispatches on the HTTP method first, then the path, because ``stop`` is a valid
+loop name: ``GET /human-loops/stop`` describes the loop "stop", ``POST /human-loops/stop``
+is StopHumanLoop. ``POST /`` with ``X-Amz-Target: SageMaker.<Op>`` is SageMaker JSON 1.1;
+``/_local/...`` is the control API. SigV4 signatures are not verified.
+
+Each response (status line, headers and body) goes out in ONE sendall on a TCP_NODELAY
+socket: written in two pieces, Nagle + delayed ACK stall a keep-alive client ~40 ms.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import threading
+import time
+import uuid
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, unquote
+
+from . import __version__, errors, handlers_local, handlers_runtime, handlers_sagemaker
+from .config import Options
+from .store import Store
+from .tokens import TokenCodec
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024 * 1024  # InputContent is at most 3 MiB; leave room for JSON escaping
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_RUNTIME_JSON = "application/json"
+_SAGEMAKER_JSON = "application/x-amz-json-1.1"
+
+
+def _optional_component(module: str, attribute: str):
+    """Import ``a2i_local.<module>.<attribute>``, or None while that module does not exist yet."""
+    name = f"{__package__}.{module}"
+    try:
+        return getattr(importlib.import_module(name), attribute)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+
+
+class A2ILocalServer:
+    """The whole emulator: store, faults, events, workforce, reaper and the HTTP server."""
+
+    def __init__(self, options: Options):
+        self.options = options
+        self._startup_options = options.snapshot()
+        self.store = Store(options)
+        self.codec = TokenCodec(self.store.token_key)
+        faults_class = _optional_component("faults", "Faults")
+        self.faults = faults_class(options) if faults_class else None
+        self.events = None
+        if options.event_webhook:
+            sender_class = _optional_component("events", "EventSender")
+            if sender_class is None:
+                log.warning("--event-webhook given but a2i_local.events is not available; no events sent")
+            else:
+                self.events = sender_class(options)
+                self.store.subscribe(self.events)
+        self.workforce = None
+        if options.workforce:
+            workforce_class = _optional_component("workforce", "Workforce")
+            if workforce_class is None:
+                log.warning("--workforce given but a2i_local.workforce is not available")
+            else:
+                self.workforce = workforce_class(self.store, options)
+        self.httpd = _HTTPServer((options.host, options.port), _Handler)
+        self.httpd.app = self
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.options.host}:{self.port}"
+
+    def start(self) -> None:
+        """Serve in daemon threads; returns at once (the socket is already listening)."""
+        if self.events is not None:
+            self.events.start()
+        if self.workforce is not None:
+            self.workforce.start()
+        for target, name in ((self.httpd.serve_forever, "a2i-local-http"), (self._reap, "a2i-local-reaper")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def serve_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._stop.is_set() and not self._threads:
+            return
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self.workforce is not None:
+            self.workforce.stop(timeout)
+        if self.events is not None:
+            self.events.stop(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        self.store.close()
+
+    def _reap(self) -> None:
+        """Apply expiry and Stopping -> Stopped even when no request comes in."""
+        while not self._stop.wait(0.2):
+            try:
+                self.store.process_due()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("reaper failed")
+
+    def reset(self) -> None:
+        self.store.reset()
+        self.options.restore(self._startup_options)
+
+    def health(self) -> dict:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "loops": self.store.count_loops(),
+            "flow_definitions": len(self.store._fd_by_id),
+            "uptime_seconds": round(time.monotonic() - self._started, 3),
+            "now": self.store.now().isoformat(),
+            "workforce": self.workforce is not None,
+            "events": self.events is not None,
+            "faults": self.faults is not None,
+        }
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    app: A2ILocalServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: botocore reuses connections
+    disable_nagle_algorithm = True  # TCP_NODELAY on every accepted socket
+    server_version = f"A2ILocal/{__version__}"
+
+    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+    def do_DELETE(self):
+        self._dispatch("DELETE")
+
+    def do_PUT(self):
+        self._dispatch("PUT")
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def _dispatch(self, method: str) -> None:
+        app = self.server.app
+        request_id = str(uuid.uuid4())
+        path, _, query = self.path.partition("?")
+        sagemaker = False
+        try:
+            body = self._read_body()
+            if path.startswith("/_local/"):
+                self._control(app, method, path, query, body, request_id)
+                return
+            app.store.process_due()
+            if method == "POST" and path == "/":
+                sagemaker = True
+                target = self.headers.get("X-Amz-Target", "")
+                operation = target[len("SageMaker."):] if target.startswith("SageMaker.") else None
+                if operation is None:
+                    raise errors.UnknownOperationException(
+                        f"Unknown operation: X-Amz-Target '{target}'. A2I Local serves SageMaker.<Operation> "
+                        "targets for flow definitions only.")
+                if operation in handlers_sagemaker.OPERATIONS and app.faults is not None:
+                    app.faults.before(operation)
+                result = handlers_sagemaker.dispatch(app.store, app.codec, operation, body)
+                self._send(200, json.dumps(result, separators=(",", ":")).encode(), _SAGEMAKER_JSON, request_id)
+                return
+            operation, name = _route_runtime(method, path)
+            if app.faults is not None:
+                app.faults.before(operation)
+            result = _run_runtime(app, operation, name, query, body)
+            self._send(200, json.dumps(result, separators=(",", ":")).encode(), _RUNTIME_JSON, request_id)
+        except errors.AwsError as exc:
+            self._send_aws_error(exc, sagemaker, request_id)
+        except Exception:
+            log.exception("unexpected error handling %s %s", method, self.path)
+            self._send_aws_error(errors.InternalServerException("An internal error occurred in A2I Local."),
+                                 sagemaker, request_id)
+
+    def _read_body(self) -> bytes:
+        length = self.headers.get("Content-Length")
+        if not length:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                self.close_connection = True
+                raise errors.SerializationException("Chunked request bodies are not supported; send Content-Length.")
+            return b""
+        try:
+            size = int(length)
+        except ValueError:
+            self.close_connection = True
+            raise errors.SerializationException(f"Invalid Content-Length '{length}'.") from None
+        if size > MAX_BODY:
+            self.close_connection = True  # the unread body would corrupt the next request
+            raise errors.ValidationException(f"Request body of {size} bytes exceeds the {MAX_BODY}-byte limit.")
+        return self.rfile.read(size) if size else b""
+
+    def _control(self, app, method, path, query, body, request_id) -> None:
+        try:
+            status, result = handlers_local.handle(app, method, path, query, body)
+        except handlers_local.ControlError as exc:
+            status, result = exc.status, {"error": exc.code, "message": exc.message}
+        self._send(status, json.dumps(result, separators=(",", ":"), default=str).encode(), "application/json",
+                   request_id)
+
+    def _send_aws_error(self, exc: errors.AwsError, sagemaker: bool, request_id: str) -> None:
+        if sagemaker:
+            # JSON 1.1: the code travels in __type; client errors are 400 (A2I-NOTES 1.4).
+            status = exc.status if exc.status >= 500 else 400
+            payload = {"__type": exc.code, "Message": exc.message}
+            content_type = _SAGEMAKER_JSON
+        else:
+            status = exc.status
+            payload = {"Message": exc.message}
+            content_type = _RUNTIME_JSON
+        self._send(status, json.dumps(payload).encode(), content_type, request_id,
+                   extra=f"x-amzn-ErrorType: {exc.code}\r\n")
+
+    def _send(self, status: int, body: bytes, content_type: str, request_id: str, extra: str = "") -> None:
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"x-amzn-RequestId: {request_id}\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\n"
+            f"{extra}"
+            f"{'Connection: close' + chr(13) + chr(10) if self.close_connection else ''}"
+            "\r\n"
+        )
+        self.wfile.write(head.encode("latin-1") + body)  # one sendall (wbufsize is 0)
+
+
+def _route_runtime(method: str, path: str) -> tuple[str, str | None]:
+    """(operation, loop name) for a runtime request; NotFoundRoute when nothing matches."""
+    if path in ("/human-loops", "/human-loops/"):
+        if method == "GET":
+            return "ListHumanLoops", None
+        if method == "POST":
+            return "StartHumanLoop", None
+    elif path.startswith("/human-loops/"):
+        rest = path[len("/human-loops/"):]
+        if rest and "/" not in rest:
+            if method == "POST" and rest == "stop":
+                return "StopHumanLoop", None
+            if method == "GET":
+                return "DescribeHumanLoop", unquote(rest)
+            if method == "DELETE":
+                return "DeleteHumanLoop", unquote(rest)
+    raise errors.NotFoundRoute(f"No A2I operation matches {method} {path}.")
+
+
+def _run_runtime(app: A2ILocalServer, operation: str, name: str | None, query: str, body: bytes) -> dict:
+    store = app.store
+    if operation == "ListHumanLoops":
+        return handlers_runtime.list_human_loops(store, app.codec, dict(parse_qsl(query, keep_blank_values=True)))
+    if operation == "DescribeHumanLoop":
+        return handlers_runtime.describe_human_loop(store, name)
+    if operation == "StartHumanLoop":
+        return handlers_runtime.start_human_loop(store, body)
+    if operation == "StopHumanLoop":
+        return handlers_runtime.stop_human_loop(store, body)
+    return handlers_runtime.delete_human_loop(store, name)

@@ -1,0 +1,436 @@
+"""State and rules of A2I Local: human loops and flow definitions in SQLite.
+
+One connection guarded by one lock: every statement is short (an index lookup or a
+range scan of at most 101 rows), so serialising them is simpler than per-thread
+connections and still far below the latency budget. Times are integer milliseconds.
+
+Loop lifecycle (A2I-NOTES 3):
+    InProgress -> Completed           complete_loop (control API, workforce)
+    InProgress -> Failed              fail_loop, or expiry (FailureCode Expired)
+    InProgress -> Stopping -> Stopped stop_human_loop, then options.stop_delay_seconds
+The ``due_ms`` column holds the next timed transition of a loop (expiry for InProgress,
+Stopped for Stopping) so that ``process_due`` finds due loops with an index range.
+Listeners get a Describe-shaped dict after commit whenever a loop reaches Completed,
+Failed or Stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from . import errors, output
+from .config import Options
+from .flowdefs import FlowDefinitionMixin, FlowDefinitionRecord
+from .timestamps import format_iso_ms, ms_to_datetime
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS flow_definitions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    arn TEXT NOT NULL UNIQUE,
+    creation_ms INTEGER NOT NULL,
+    active_at_ms INTEGER NOT NULL,   -- Initializing before this time, Active after
+    lifetime_s INTEGER NOT NULL,     -- HumanLoopConfig.TaskAvailabilityLifetimeInSeconds
+    output_path TEXT NOT NULL,       -- S3OutputPath without a trailing slash
+    spec TEXT NOT NULL               -- the Describe fields given at create, as JSON
+);
+-- Serves ListFlowDefinitions (keyset range in either order).
+CREATE INDEX IF NOT EXISTS flow_definitions_list ON flow_definitions (creation_ms, id);
+CREATE TABLE IF NOT EXISTS loops (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    flow_definition_id INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    creation_ms INTEGER NOT NULL,
+    due_ms INTEGER,                  -- next timed transition (expiry / Stopped), else NULL
+    failure_code TEXT,
+    failure_reason TEXT,
+    input_content TEXT NOT NULL,
+    classifiers TEXT                 -- JSON list or NULL
+);
+"""
+# Created after bulk seeding too (seed.py drops and recreates them for speed).
+INDEXES = """
+-- Names are unique among existing loops; DeleteHumanLoop removes the row, freeing the name.
+CREATE UNIQUE INDEX IF NOT EXISTS loops_name ON loops (name);
+-- Serves ListHumanLoops: a keyset range scan per flow definition, either sort order.
+CREATE INDEX IF NOT EXISTS loops_list ON loops (flow_definition_id, creation_ms, id);
+-- Serves process_due (expiry and Stopping -> Stopped) and the active-loop count.
+CREATE INDEX IF NOT EXISTS loops_due ON loops (status, due_ms);
+-- Serves in_progress_loops (the workforce takes the oldest InProgress loops first).
+CREATE INDEX IF NOT EXISTS loops_status_creation ON loops (status, creation_ms);
+"""
+
+TERMINAL = ("Completed", "Failed", "Stopped")
+EXPIRED_REASON = "The human loop expired: TaskAvailabilityLifetimeInSeconds passed before it was completed."
+_FAR = 1 << 62  # sentinel bound: lets one prepared statement serve filtered and unfiltered lists
+
+_LOOP_COLUMNS = "id, name, flow_definition_id, status, creation_ms, failure_code, failure_reason"
+
+_LIST_SQL = {
+    "Descending": (
+        "SELECT id, name, status, creation_ms, failure_reason FROM loops "
+        "WHERE flow_definition_id = ? AND creation_ms >= ? AND creation_ms < ? AND (creation_ms, id) < (?, ?) "
+        "ORDER BY creation_ms DESC, id DESC LIMIT ?"
+    ),
+    "Ascending": (
+        "SELECT id, name, status, creation_ms, failure_reason FROM loops "
+        "WHERE flow_definition_id = ? AND creation_ms >= ? AND creation_ms < ? AND (creation_ms, id) > (?, ?) "
+        "ORDER BY creation_ms ASC, id ASC LIMIT ?"
+    ),
+}
+
+
+def connect(path: str | None) -> sqlite3.Connection:
+    """Open (and create) the database; in memory when ``path`` is None."""
+    conn = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None,
+                           cached_statements=256)
+    if path:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(SCHEMA)
+    conn.executescript(INDEXES)
+    return conn
+
+
+class Store(FlowDefinitionMixin):
+    def __init__(self, options: Options):
+        self.options = options
+        self._lock = threading.RLock()
+        self._db = connect(options.db)
+        self._listeners: list[Callable[[dict], None]] = []
+        self._clock_offset_ms = 0
+        self._next_due_ms = 0  # earliest due_ms of any loop; process_due skips SQL before it
+        self.token_key = self._load_token_key()
+        self._load_flow_definitions()
+
+    # -- infrastructure --------------------------------------------------------------------
+
+    def _load_token_key(self) -> bytes:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'token_key'").fetchone()
+            if row is None:
+                value = os.urandom(16).hex()
+                self._db.execute("INSERT INTO meta (key, value) VALUES ('token_key', ?)", (value,))
+                return bytes.fromhex(value)
+            return bytes.fromhex(row[0])
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self._clock_offset_ms
+
+    def now(self) -> datetime:
+        """The store's clock (aware UTC); tests move it with advance_clock."""
+        return ms_to_datetime(self.now_ms())
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the store's clock forward (control API /_local/clock), then apply due transitions."""
+        with self._lock:
+            self._clock_offset_ms += int(seconds * 1000)
+        self.process_due()
+
+    def subscribe(self, callback: Callable[[dict], None]) -> None:
+        self._listeners.append(callback)
+
+    def _notify(self, loops: list[dict]) -> None:
+        for loop in loops:
+            for callback in self._listeners:
+                try:
+                    callback(loop)
+                except Exception:  # a listener must never break a state change
+                    log.exception("store listener %r failed", callback)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def reset(self) -> None:
+        """Drop every loop and flow definition and reset the clock (POST /_local/reset)."""
+        with self._lock:
+            self._db.execute("DELETE FROM loops")
+            self._db.execute("DELETE FROM flow_definitions")
+            self._clock_offset_ms = 0
+            self._next_due_ms = 0
+            self._load_flow_definitions()
+
+    def count_loops(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM loops").fetchone()[0]
+
+    def explain_list(self, sort_order: str = "Descending") -> list[str]:
+        """The query plan of the ListHumanLoops statement (tests assert it uses loops_list)."""
+        with self._lock:
+            rows = self._db.execute("EXPLAIN QUERY PLAN " + _LIST_SQL[sort_order], (1, 0, _FAR, 0, 0, 100))
+            return [row[3] for row in rows]
+
+    # -- loop dicts --------------------------------------------------------------------------
+
+    def output_uri(self, fd: FlowDefinitionRecord, name: str, creation_ms: int) -> str:
+        """``<S3OutputPath>/<flow-definition-name>/YYYY/MM/DD/hh/mm/ss/<loop-name>/output.json`` (UTC)."""
+        stamp = format_iso_ms(creation_ms)  # 2022-04-24T20:14:22.850Z
+        parts = f"{stamp[0:4]}/{stamp[5:7]}/{stamp[8:10]}/{stamp[11:13]}/{stamp[14:16]}/{stamp[17:19]}"
+        return f"{fd.output_path}/{fd.name}/{parts}/{name}/output.json"
+
+    def loop_arn(self, name: str) -> str:
+        return f"arn:aws:sagemaker:{self.options.region}:{self.options.account_id}:human-loop/{name}"
+
+    def _loop_dict(self, row) -> dict:
+        """DescribeHumanLoop's keys (the contract for listeners and the workforce)."""
+        _id, name, fd_id, status, creation_ms, failure_code, failure_reason = row
+        fd = self._fd_by_id[fd_id]
+        return {
+            "HumanLoopName": name,
+            "HumanLoopArn": self.loop_arn(name),
+            "HumanLoopStatus": status,
+            "CreationTime": ms_to_datetime(creation_ms),
+            "CreationTimeMs": creation_ms,
+            "FailureReason": failure_reason,
+            "FailureCode": failure_code,
+            "FlowDefinitionArn": fd.arn,
+            "OutputS3Uri": self.output_uri(fd, name, creation_ms),
+        }
+
+    def _get_row(self, name: str):
+        row = self._db.execute(f"SELECT {_LOOP_COLUMNS} FROM loops WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise errors.ResourceNotFoundException(f"Human loop '{name}' does not exist.")
+        return row
+
+    # -- runtime operations -----------------------------------------------------------------
+
+    def start_human_loop(self, name: str, flow_definition_arn: str, input_content: str,
+                         content_classifiers: list[str] | None = None) -> dict:
+        """StartHumanLoop: insert an InProgress loop and return its dict.
+
+        Same name + same flow definition + identical input returns the existing loop
+        (idempotent retry); any other reuse of an existing name raises ConflictException.
+        Raises ValidationException for an unknown or non-Active flow definition and
+        ServiceQuotaExceededException when options.max_active_loops is reached.
+        """
+        classifiers = json.dumps(sorted(content_classifiers)) if content_classifiers is not None else None
+        with self._lock:
+            now = self.now_ms()
+            fd = self._fd_by_arn.get(flow_definition_arn)
+            if fd is None:
+                raise errors.ValidationException(f"Flow definition '{flow_definition_arn}' does not exist.")
+            if fd.active_at_ms > now:
+                raise errors.ValidationException(
+                    f"Flow definition '{flow_definition_arn}' is not Active (status: Initializing).")
+            existing = self._db.execute(
+                f"SELECT {_LOOP_COLUMNS}, input_content, classifiers FROM loops WHERE name = ?", (name,)).fetchone()
+            if existing is not None:
+                if existing[2] == fd.id and existing[7] == input_content and existing[8] == classifiers:
+                    return self._loop_dict(existing[:7])
+                raise errors.ConflictException(
+                    f"A human loop named '{name}' already exists with different input data.")
+            limit = self.options.max_active_loops
+            if limit is not None:
+                active = self._db.execute(
+                    "SELECT count(*) FROM loops WHERE status IN ('InProgress', 'Stopping')").fetchone()[0]
+                if active >= limit:
+                    raise errors.ServiceQuotaExceededException(
+                        f"You have reached the maximum number of active human loops ({limit}).")
+            due = now + fd.lifetime_s * 1000
+            cur = self._db.execute(
+                "INSERT INTO loops (name, flow_definition_id, status, creation_ms, due_ms, input_content, classifiers) "
+                "VALUES (?, ?, 'InProgress', ?, ?, ?, ?)",
+                (name, fd.id, now, due, input_content, classifiers))
+            self._next_due_ms = min(self._next_due_ms, due)
+            return self._loop_dict((cur.lastrowid, name, fd.id, "InProgress", now, None, None))
+
+    def describe_human_loop(self, name: str) -> dict:
+        with self._lock:
+            return self._loop_dict(self._get_row(name))
+
+    def list_human_loops(self, flow_definition_arn: str, *, after_ms: int | None, before_ms: int | None,
+                         sort_order: str, max_results: int, position: tuple[int, int] | None):
+        """One page of ListHumanLoops from the loops_list index.
+
+        Returns ``(fd, rows, next_position)``: rows are ``(id, name, status, creation_ms,
+        failure_reason)``; next_position is the keyset position of the last row, or None on
+        the last page. Unknown flow definition -> ResourceNotFoundException.
+        """
+        with self._lock:
+            fd = self._fd_by_arn.get(flow_definition_arn)
+            if fd is None:
+                raise errors.ResourceNotFoundException(f"Flow definition '{flow_definition_arn}' does not exist.")
+            if position is None:
+                position = (_FAR, _FAR) if sort_order == "Descending" else (-_FAR, -_FAR)
+            rows = self._db.execute(_LIST_SQL[sort_order], (
+                fd.id, -_FAR if after_ms is None else after_ms, _FAR if before_ms is None else before_ms,
+                position[0], position[1], max_results + 1)).fetchall()
+        if len(rows) > max_results:
+            rows = rows[:max_results]
+            last = rows[-1]
+            return fd, rows, (last[3], last[0])
+        return fd, rows, None
+
+    def stop_human_loop(self, name: str) -> dict:
+        """InProgress -> Stopping (-> Stopped after options.stop_delay_seconds; at once when 0).
+
+        Any other status raises ValidationException (A2I-NOTES 1.3, UNSETTLED: our choice).
+        """
+        stopped = None
+        with self._lock:
+            row = self._get_row(name)
+            if row[3] != "InProgress":
+                raise errors.ValidationException(
+                    f"Human loop '{name}' is {row[3]}; only a human loop that is InProgress can be stopped.")
+            delay_ms = int(self.options.stop_delay_seconds * 1000)
+            if delay_ms <= 0:
+                self._db.execute("UPDATE loops SET status = 'Stopped', due_ms = NULL WHERE id = ?", (row[0],))
+                stopped = self._loop_dict((*row[:3], "Stopped", *row[4:]))
+            else:
+                due = self.now_ms() + delay_ms
+                self._db.execute("UPDATE loops SET status = 'Stopping', due_ms = ? WHERE id = ?", (due, row[0]))
+                self._next_due_ms = min(self._next_due_ms, due)
+            result = self._loop_dict(self._get_row(name))
+        if stopped:
+            self._notify([stopped])
+        return result
+
+    def delete_human_loop(self, name: str) -> None:
+        """Remove a Completed, Failed or Stopped loop; its name becomes free. Else ValidationException."""
+        with self._lock:
+            row = self._get_row(name)
+            if row[3] not in TERMINAL:
+                raise errors.ValidationException(
+                    f"Human loop '{name}' is {row[3]}; only a human loop that is Completed, Failed or Stopped "
+                    "can be deleted. Stop it first.")
+            self._db.execute("DELETE FROM loops WHERE id = ?", (row[0],))
+
+    # -- transitions made by the control API, the workforce and the clock ---------------------
+
+    def complete_loop(self, name: str, answer_content: dict, worker_id: str | None = None,
+                      time_spent_seconds: float | None = None) -> dict:
+        """Write output.json to the loop's OutputS3Uri, then mark it Completed.
+
+        Raises ResourceNotFoundException, InvalidLoopState (not InProgress), or
+        OutputWriteError (S3 failed: the loop stays InProgress). The S3 write happens
+        outside the lock so a slow S3 never blocks other requests; the final UPDATE is
+        conditional on the loop still being InProgress (a stop or expiry may win the race).
+        """
+        with self._lock:
+            row = self._get_row(name)
+            if row[3] != "InProgress":
+                raise errors.InvalidLoopState(f"Human loop '{name}' is {row[3]}; only an InProgress loop can be completed.")
+            input_content = self._db.execute("SELECT input_content FROM loops WHERE id = ?", (row[0],)).fetchone()[0]
+            loop = self._loop_dict(row)
+            now = self.now_ms()
+        spent = 0.0 if time_spent_seconds is None else float(time_spent_seconds)
+        document = {
+            "flowDefinitionArn": loop["FlowDefinitionArn"],
+            "humanAnswers": [{
+                "answerContent": answer_content,
+                "acceptanceTime": format_iso_ms(max(row[4], now - int(spent * 1000))),
+                "submissionTime": format_iso_ms(now),
+                "timeSpentInSeconds": spent,
+                "workerId": worker_id or "a2i-local-worker",
+                "workerMetadata": {"identityData": {
+                    "identityProviderType": "Cognito",
+                    "issuer": f"https://cognito-idp.{self.options.region}.amazonaws.com/{self.options.region}_a2ilocal",
+                    "sub": worker_id or "a2i-local-worker"}},
+            }],
+            "humanLoopName": name,
+            "inputContent": json.loads(input_content),
+        }
+        output.write_output(self.options, loop["OutputS3Uri"], document)
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE loops SET status = 'Completed', due_ms = NULL WHERE id = ? AND status = 'InProgress'", (row[0],))
+            if cur.rowcount == 0:
+                raise errors.InvalidLoopState(f"Human loop '{name}' changed state while its output was written.")
+            loop["HumanLoopStatus"] = "Completed"
+        self._notify([loop])
+        return loop
+
+    def fail_loop(self, name: str, failure_code: str, failure_reason: str) -> dict:
+        """InProgress -> Failed with the given FailureCode (ValidationError|Expired|InternalError)."""
+        from .validation import FAILURE_CODES
+
+        if failure_code not in FAILURE_CODES:
+            raise errors.ValidationException(
+                f"FailureCode '{failure_code}' is not one of {', '.join(FAILURE_CODES)}.")
+        if not isinstance(failure_reason, str) or not 1 <= len(failure_reason) <= 1024:
+            raise errors.ValidationException("FailureReason must be a string of 1 to 1024 characters.")
+        with self._lock:
+            row = self._get_row(name)
+            if row[3] != "InProgress":
+                raise errors.InvalidLoopState(f"Human loop '{name}' is {row[3]}; only an InProgress loop can be failed.")
+            self._db.execute(
+                "UPDATE loops SET status = 'Failed', failure_code = ?, failure_reason = ?, due_ms = NULL WHERE id = ?",
+                (failure_code, failure_reason, row[0]))
+            loop = self._loop_dict((*row[:3], "Failed", row[4], failure_code, failure_reason))
+        self._notify([loop])
+        return loop
+
+    def process_due(self) -> int:
+        """Apply due timed transitions: expiry (-> Failed/Expired) and Stopping -> Stopped.
+
+        Called before every request and by the reaper thread. Cheap when nothing is due:
+        an in-memory comparison, no SQL. A loop still Stopping when its lifetime passes
+        simply becomes Stopped at its stop time (our choice; AWS documents nothing).
+        Returns the number of loops changed.
+        """
+        if self.now_ms() < self._next_due_ms:
+            return 0
+        changed: list[dict] = []
+        with self._lock:
+            now = self.now_ms()
+            while True:
+                expired = self._db.execute(
+                    f"SELECT {_LOOP_COLUMNS} FROM loops WHERE status = 'InProgress' AND due_ms <= ? LIMIT 500",
+                    (now,)).fetchall()
+                stopping = self._db.execute(
+                    f"SELECT {_LOOP_COLUMNS} FROM loops WHERE status = 'Stopping' AND due_ms <= ? LIMIT 500",
+                    (now,)).fetchall()
+                if not expired and not stopping:
+                    break
+                self._db.execute("BEGIN")
+                for row in expired:
+                    self._db.execute(
+                        "UPDATE loops SET status = 'Failed', failure_code = 'Expired', failure_reason = ?, "
+                        "due_ms = NULL WHERE id = ?", (EXPIRED_REASON, row[0]))
+                    changed.append(self._loop_dict((*row[:3], "Failed", row[4], "Expired", EXPIRED_REASON)))
+                for row in stopping:
+                    self._db.execute("UPDATE loops SET status = 'Stopped', due_ms = NULL WHERE id = ?", (row[0],))
+                    changed.append(self._loop_dict((*row[:3], "Stopped", *row[4:])))
+                self._db.execute("COMMIT")
+            self._next_due_ms = self._earliest_due()
+        self._notify(changed)
+        return len(changed)
+
+    def _earliest_due(self) -> int:
+        values = [self._db.execute("SELECT min(due_ms) FROM loops WHERE status = ?", (status,)).fetchone()[0]
+                  for status in ("InProgress", "Stopping")]
+        values = [v for v in values if v is not None]
+        return min(values) if values else _FAR
+
+    def in_progress_loops(self, limit: int) -> list[dict]:
+        """The oldest InProgress loops (dicts with HumanLoopName, FlowDefinitionArn, CreationTime, ...)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_LOOP_COLUMNS} FROM loops WHERE status = 'InProgress' ORDER BY creation_ms LIMIT ?",
+                (limit,)).fetchall()
+            return [self._loop_dict(row) for row in rows]
+
+    def seed(self, flow_definitions: int, loops: int, random_seed: int = 0) -> list[str]:
+        """Bulk-insert flow definitions and loops (see seed.py); returns the flow-definition ARNs."""
+        from .seed import seed_connection
+
+        with self._lock:
+            arns = seed_connection(self._db, region=self.options.region, account_id=self.options.account_id,
+                                   flow_definitions=flow_definitions, loops=loops, random_seed=random_seed,
+                                   now_ms=self.now_ms())
+            self._load_flow_definitions()
+            self._next_due_ms = self._earliest_due()
+        return arns
