@@ -50,7 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Failed loops whose FailureCode is unknown, described per sync (bounded: each is one call).
-DESCRIBE_FAILED_PER_SYNC = getattr(settings, "A2I_SYNC_DESCRIBE_LIMIT", 50)
+DEFAULT_DESCRIBE_LIMIT = 50
 # Pages fetched ahead while the current one is written: listing and writing overlap.
 PREFETCH_PAGES = 2
 # Deletion marks are written in batches of this many ids.
@@ -98,7 +98,7 @@ def sync_flow_definition(flow_definition_id: int, *, full: bool, page_hook: Page
         FlowDefinition.objects.filter(pk=fd.pk, sync_claimed_until=claimed_until[0]).update(sync_claimed_until=None)
     now = timezone.now()
     run.outcome, run.finished_at = SyncRun.Outcome.SUCCEEDED, now
-    run.save(update_fields=["outcome", "finished_at", "listed_from", "marked_deleted", "updated"])
+    run.save(update_fields=["outcome", "finished_at", "listed_from", "marked_deleted"])
     fd_fields = {"last_sync_succeeded_at": now, "last_sync_error": ""}
     if full:
         fd_fields["last_full_sync_succeeded_at"] = now
@@ -167,7 +167,7 @@ def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_u
         if page_hook is not None:
             page_hook(run)
     run.marked_deleted = _mark_unlisted_deleted(fd, run, seen)
-    run.updated += _describe_unknown_failures(fd, DESCRIBE_FAILED_PER_SYNC)
+    _describe_unknown_failures(fd, getattr(settings, "A2I_SYNC_DESCRIBE_LIMIT", DEFAULT_DESCRIBE_LIMIT))
 
 
 def _prefetch(pages: Iterator[list[dict]], depth: int) -> Iterator[list[dict]]:

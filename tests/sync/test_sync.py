@@ -1,0 +1,147 @@
+"""Full and incremental sync against A2I Local over HTTP, into PostgreSQL."""
+
+import random
+
+import pytest
+
+from loops.models import HumanLoop, HumanLoopStatusChange, SyncRun
+from loops.services.sync import sync_flow_definition
+
+from .conftest import list_a2i, start_loops
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_db_equals_listing(aws, fd, *, deleted_marked: bool):
+    """Every loop A2I lists is stored with equal fields; with deleted_marked, nothing else is live."""
+    listing = list_a2i(aws, fd.arn)
+    stored = {loop.name: loop for loop in HumanLoop.objects.filter(flow_definition=fd)}
+    for name, summary in listing.items():
+        loop = stored[name]
+        assert (loop.status, loop.creation_time, loop.failure_reason, loop.flow_definition.arn) == (
+            summary["HumanLoopStatus"],
+            summary["CreationTime"],
+            summary.get("FailureReason") or "",
+            summary["FlowDefinitionArn"],
+        ), name
+        assert not loop.deleted_upstream, name
+        assert loop.arn == f"arn:aws:sagemaker:{aws.region}:{aws.account_id}:human-loop/{name}"
+    live = {name for name, loop in stored.items() if not loop.deleted_upstream}
+    if deleted_marked:
+        assert live == set(listing)
+    else:
+        assert live >= set(listing)
+    return listing, stored
+
+
+def make_random_changes(aws, fd, names: list[str], rng: random.Random) -> dict[str, set[str]]:
+    """Complete, fail, stop and delete random loops through A2I Local; start new ones."""
+    client = aws.client("sagemaker-a2i-runtime")
+    shuffled = names[:]
+    rng.shuffle(shuffled)
+    done = {"completed": set(shuffled[0:10]), "failed": set(shuffled[10:18]), "stopped": set(shuffled[18:25])}
+    for name in done["completed"]:
+        aws.complete(name, answer={"label": "cat"})
+    for name in done["failed"]:
+        aws.fail(name, "ValidationError", f"bad input <b>{name}</b>")
+    for name in done["stopped"]:
+        client.stop_human_loop(HumanLoopName=name)
+    # Delete some terminal loops (A2I deletes only Completed, Failed or Stopped loops).
+    terminal = sorted(done["completed"] | done["failed"])
+    done["deleted"] = set(rng.sample(terminal, 6))
+    for name in done["deleted"]:
+        client.delete_human_loop(HumanLoopName=name)
+    done["new"] = set(start_loops(aws, fd, 15, prefix="late"))
+    return done
+
+
+def test_incremental_sync_makes_the_database_equal_a2i_after_random_changes(aws, flow_definition):
+    fd = flow_definition
+    names = start_loops(aws, fd, 60)
+    first = sync_flow_definition(fd.pk, full=False)
+    assert (first.outcome, first.created, first.loops_seen) == ("succeeded", 60, 60)
+    assert_db_equals_listing(aws, fd, deleted_marked=True)
+
+    done = make_random_changes(aws, fd, names, random.Random(3))
+    run = sync_flow_definition(fd.pk, full=False)
+
+    assert run.outcome == SyncRun.Outcome.SUCCEEDED, run.error
+    listing, stored = assert_db_equals_listing(aws, fd, deleted_marked=False)
+    assert run.created == 15
+    # Changed rows only: 25 status changes; deleted loops are not rewritten by the listing.
+    assert run.updated == 25 - len(done["deleted"])
+    for name in done["failed"] - done["deleted"]:
+        assert stored[name].failure_reason == f"bad input <b>{name}</b>"
+        # ListHumanLoops omits FailureCode: the sync describes failed loops to get it.
+        assert stored[name].failure_code == "ValidationError"
+    # A stop then a reached Stopped state shows in the history as transitions observed.
+    some_stopped = sorted(done["stopped"])[0]
+    history = list(HumanLoopStatusChange.objects.filter(loop__name=some_stopped).values_list("from_status", "to_status"))
+    assert history[0] == ("", "InProgress")
+    assert history[-1][1] in ("Stopping", "Stopped")
+
+
+def test_full_sync_marks_deleted_loops_and_keeps_them(aws, flow_definition):
+    fd = flow_definition
+    names = start_loops(aws, fd, 30)
+    sync_flow_definition(fd.pk, full=True)
+    client = aws.client("sagemaker-a2i-runtime")
+    gone = names[:5]
+    for name in gone:
+        aws.complete(name, answer={"label": "dog"})
+        client.delete_human_loop(HumanLoopName=name)
+
+    run = sync_flow_definition(fd.pk, full=True)
+
+    assert (run.outcome, run.marked_deleted, run.loops_seen) == ("succeeded", 5, 25)
+    assert_db_equals_listing(aws, fd, deleted_marked=True)
+    kept = HumanLoop.objects.filter(name__in=gone)
+    assert kept.count() == 5 and all(loop.deleted_upstream and loop.deleted_upstream_at for loop in kept)
+    fd.refresh_from_db()
+    assert fd.last_full_sync_succeeded_at and fd.last_sync_error == "" and fd.sync_claimed_until is None
+    # A second full sync with nothing changed writes nothing.
+    again = sync_flow_definition(fd.pk, full=True)
+    assert (again.created, again.updated, again.marked_deleted) == (0, 0, 0)
+
+
+def test_every_new_loop_gets_a_first_sight_history_row_and_transitions_one_row_each(aws, flow_definition):
+    fd = flow_definition
+    [name] = start_loops(aws, fd, 1)
+    sync_flow_definition(fd.pk, full=False)
+    aws.complete(name, answer={"label": "x"})
+    sync_flow_definition(fd.pk, full=False)
+    sync_flow_definition(fd.pk, full=False)
+    rows = list(HumanLoopStatusChange.objects.filter(loop__name=name).values_list("from_status", "to_status"))
+    assert rows == [("", "InProgress"), ("InProgress", "Completed")]
+    loop = HumanLoop.objects.get(name=name)
+    assert loop.output_s3_uri.endswith(f"/{fd.name}/{loop.creation_time:%Y/%m/%d/%H/%M/%S}/{name}/output.json")
+
+
+def test_incremental_sync_lists_only_from_the_oldest_active_loop(aws, flow_definition, settings):
+    """History (terminal loops older than every active one) is not listed again."""
+    settings.A2I_INCREMENTAL_MARGIN = 60
+    fd = flow_definition
+    store = aws.store
+    old = [store.start_human_loop(f"old-{i}", fd.arn, "{}")["HumanLoopName"] for i in range(450)]
+    for name in old:
+        store.fail_loop(name, "Expired", "expired")
+    store.advance_clock(3600)
+    recent = [store.start_human_loop(f"recent-{i}", fd.arn, "{}")["HumanLoopName"] for i in range(120)]
+    sync_flow_definition(fd.pk, full=True)
+
+    for name in recent[:7]:
+        store.fail_loop(name, "InternalError", "boom")
+    store.start_human_loop("newest", fd.arn, "{}")
+
+    from loops import a2i as a2i_api
+
+    from .conftest import CallCounter
+
+    counter = CallCounter(a2i_api.runtime_client(aws.region))
+    run = sync_flow_definition(fd.pk, full=False)
+
+    assert run.outcome == "succeeded", run.error
+    assert counter["ListHumanLoops"] == 2  # 121 loops since the oldest active one: 2 pages of 100
+    assert (run.loops_seen, run.created, run.marked_deleted) == (121, 1, 0)
+    assert run.listed_from is not None
+    assert HumanLoop.objects.filter(status="Failed", failure_code="InternalError").count() == 7
