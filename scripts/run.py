@@ -176,7 +176,7 @@ def seed_a2i_local(env: dict[str, str], db: Path) -> None:
     code, _ = run_step(
         "seed",
         [PYTHON, "-m", "a2i_local", "seed", "--db", str(tmp),
-         "--flow-definitions", SEED_FLOW_DEFINITIONS, "--loops", SEED_LOOPS],
+         "--flow-definitions", SEED_FLOW_DEFINITIONS, "--loops", SEED_LOOPS, "--region", env["AWS_DEFAULT_REGION"]],
         env,
     )
     if code != 0:
@@ -209,7 +209,8 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
     a2i = Child(
         "a2i-local",
         [PYTHON, "-m", "a2i_local", "serve", "--host", HOST, "--port", str(A2I_PORT), "--db", str(a2i_db),
-         "--workforce", "--workforce-start-rate", START_RATE, "--s3-endpoint", f"http://{HOST}:{S3_PORT}"],
+         "--region", env["AWS_DEFAULT_REGION"], "--workforce", "--workforce-start-rate", START_RATE,
+         "--s3-endpoint", f"http://{HOST}:{S3_PORT}"],
         env,
     )
     wait_for_port(a2i, A2I_PORT)

@@ -101,8 +101,6 @@ def test_application_services_share_one_image(compose):
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
 def test_service_command_exists_in_the_project(compose, name):
-    if name == "a2i-local" and not (ROOT / "a2i_local" / "__main__.py").exists():
-        pytest.skip("a2i_local/__main__.py (A2I Local's CLI) is not written yet")
     programs = commands_of(compose["services"][name])
     assert programs
     for argv in programs:

@@ -132,3 +132,10 @@ def test_env_example_lists_every_variable_we_read():
     assert {"RUN_WEB_PORT", "RUN_VAR_DIR"} <= read_by_run
     missing = (read_by_settings | read_by_run | boto3_ours) - documented
     assert not missing, f".env.example does not list: {sorted(missing)}"
+
+
+def test_docs_configuration_table_lists_every_variable_of_env_example():
+    documented = _names_in(ROOT / ".env.example", r"(?m)^#?\s*([A-Z][A-Z0-9_]+)=")
+    table = (ROOT / "docs" / "platform.md").read_text().split("## Configuration", 1)[1]
+    missing = {name for name in documented if f"`{name}`" not in table}
+    assert not missing, f"docs/platform.md's configuration table does not list: {sorted(missing)}"

@@ -1,0 +1,213 @@
+"""`make run` end to end: scripts/run.py on free ports in a temporary folder.
+
+It must print the URL and a login that works, populate the dashboard before the first
+page load, run Celery through Redis or (when none answers) the embedded filesystem
+broker, and leave no process behind after Ctrl-C or after one of its children dies.
+"""
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+STARTED = re.compile(r"^run\s*\| started (\S+) \(pid (\d+)\)")
+BANNER_URL = re.compile(r"A2I loop dashboard: (http://\S+)")
+BANNER_LOGIN = re.compile(r"Login: (\S+) / (\S+)")
+
+
+def missing_dependency() -> str | None:
+    if not (ROOT / "a2i_local" / "__main__.py").exists():
+        return "A2I Local's CLI (a2i_local/__main__.py) is not written yet"
+    if not (ROOT / "loops" / "management" / "commands" / "sync_loops.py").exists():
+        return "the sync_loops command is not written yet"
+    if not (ROOT / "templates" / "registration" / "login.html").exists():
+        return "the login template is not written yet"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def redis_for_tests() -> str:
+    # CI exports a Redis db of its own for the run; locally this helper's db 4.
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/4")
+
+
+class MakeRun:
+    """scripts/run.py as a subprocess, its output collected line by line."""
+
+    def __init__(self, tmp_path: Path, broker: str):
+        self.var = tmp_path / "var"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CELERY_", "RUN_"))}
+        env.update(
+            RUN_WEB_PORT=str(free_port()),
+            RUN_A2I_PORT=str(free_port()),
+            RUN_S3_PORT=str(free_port()),
+            RUN_VAR_DIR=str(self.var),
+            RUN_SEED_LOOPS="300",
+            RUN_STOP_TIMEOUT="15",
+            DATABASE_URL=f"sqlite:///{self.var / 'dashboard.sqlite3'}",
+            # A port where nothing listens makes run.py fall back to the embedded broker.
+            REDIS_URL=redis_for_tests() if broker == "redis" else f"redis://127.0.0.1:{free_port()}/0",
+            PYTHONUNBUFFERED="1",
+        )
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "scripts/run.py"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: re.Pattern, timeout: float) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if match := pattern.search(line):
+                    return match
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        pytest.fail(f"no line matching {pattern.pattern!r}; output:\n{self.output[-6000:]}")
+
+    def children(self) -> dict[str, int]:
+        return {m.group(1): int(m.group(2)) for line in list(self.lines) if (m := STARTED.search(line))}
+
+    def kill_everything(self) -> None:
+        # Last resort after a failed assertion, so a broken test leaves nothing running.
+        for pid in [self.proc.pid, *self.children().values()]:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.proc.wait(timeout=10)
+
+
+def live_processes_in_groups(groups: set[int]) -> list[str]:
+    """Processes (not zombies) whose process group is one of `groups`, read from /proc."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, pgid = fields[0], int(fields[2])
+        if pgid in groups and state != "Z":
+            alive.append(f"{stat.parent.name} (group {pgid})")
+    return alive
+
+
+def wait_until_gone(groups: set[int], timeout: float = 10) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (alive := live_processes_in_groups(groups)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return alive
+
+
+def count_rows(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def log_in(url: str, username: str, password: str) -> requests.Session:
+    session = requests.Session()
+    login_url = f"{url}accounts/login/"
+    page = session.get(login_url, timeout=30)
+    assert page.status_code == 200
+    token = session.cookies["csrftoken"]
+    response = session.post(
+        login_url,
+        data={"username": username, "password": password, "csrfmiddlewaretoken": token, "next": "/"},
+        headers={"Referer": login_url},
+        timeout=30,
+    )
+    assert response.status_code == 200 and response.url == url, (response.status_code, response.url)
+    return session
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    if reason := missing_dependency():
+        pytest.skip(reason)
+    runs: list[MakeRun] = []
+
+    def start(broker: str) -> MakeRun:
+        runs.append(MakeRun(tmp_path, broker))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        if run.proc.poll() is None:
+            run.kill_everything()
+
+
+@pytest.mark.parametrize("broker", ["redis", "embedded"])
+def test_make_run_serves_the_dashboard_and_ctrl_c_stops_everything(make_run, broker):
+    run = make_run(broker)
+    url = run.wait_for(BANNER_URL, timeout=240).group(1)
+    username, password = run.wait_for(BANNER_LOGIN, timeout=5).groups()
+    if broker == "redis":
+        assert f"broker: Redis at {redis_for_tests()}" in run.output
+    else:
+        assert "EMBEDDED broker: kombu filesystem transport" in run.output
+
+    # The up-front sync filled the database before the first page load.
+    db = run.var / "dashboard.sqlite3"
+    assert count_rows(db, "loops_flowdefinition") == 3
+    assert count_rows(db, "loops_humanloop") >= 300
+
+    session = log_in(url, username, password)
+    overview = session.get(url, timeout=30)
+    assert overview.status_code == 200 and "/accounts/login/" not in overview.url
+
+    # Worker and beat really talk through the broker: beat's heartbeat task (every 15 s)
+    # runs on the worker and writes its row.
+    deadline = time.monotonic() + 60
+    while count_rows(db, "loops_workerheartbeat") == 0:
+        assert time.monotonic() < deadline, f"no worker heartbeat within 60 s:\n{run.output[-4000:]}"
+        time.sleep(1)
+
+    children = run.children()
+    assert {"s3", "a2i-local", "worker", "beat", "web"} <= set(children)
+    run.proc.send_signal(signal.SIGINT)
+    assert run.proc.wait(timeout=60) == 0, run.output[-4000:]
+    assert "all processes stopped" in run.output
+    assert wait_until_gone(set(children.values())) == []
+
+
+def test_make_run_stops_everything_when_a_child_dies(make_run):
+    run = make_run("embedded")
+    run.wait_for(BANNER_URL, timeout=240)
+    children = run.children()
+    os.kill(children["a2i-local"], signal.SIGKILL)
+    assert run.proc.wait(timeout=60) == 1
+    assert "a2i-local exited with code -9: stopping everything" in run.output
+    assert wait_until_gone(set(children.values())) == []
