@@ -40,7 +40,7 @@ Z_P90 = 1.2815515655446004
 # InProgress loops drains over a few ticks instead of blocking the store for minutes.
 MAX_REVIEWS_PER_TICK = 200
 MAX_STARTS_PER_TICK = 100
-SCAN_LIMIT = 5000
+SCAN_LIMIT = 1000
 
 LABELS = ("cat", "dog", "bird", "car", "invoice", "receipt", "fraud", "legit", "positive", "negative")
 WORKERS = tuple(hashlib.sha1(f"worker-{n}".encode()).hexdigest()[:24] for n in range(25))
