@@ -1,25 +1,194 @@
 """Per-flow-definition aggregates for the overview, stored on FlowDefinition.stats.
 
 Computing them per request would scan up to a million loops; they are refreshed
-instead after every sync and every action, one flow definition at a time.
+instead after every sync and every action, one flow definition at a time, so the
+overview reads ten small JSON documents. Every query here is served by an index
+of models.py (noted next to each one) and touches one flow definition's loops only.
+
+The stored document (all times ISO-8601 UTC strings, version 2):
+
+    {
+      "version": 2,
+      "computed_at": "...",
+      "status_counts": {"InProgress": 12, "Completed": 80, ...},   # not deleted upstream
+      "deleted_count": 3,                                          # deleted upstream
+      "total": 95,
+      "oldest_in_progress": "..." | null,                          # creation_time
+      "completed_24h": 7,                                          # observed completions
+      "failure_codes": {"Expired": 2, "InternalError": 1},
+      "failure_rate": 0.04 | null,                                 # Failed / (Completed + Failed)
+      "review_seconds": {"median": 130.0, "p90": 901.5, "samples": 70} ,
+      "created_hourly": {"2026-11-26T17:00:00+00:00": {"Completed": 3, ...}, ...},  # last 24 h
+      "created_daily": {"2026-11-26": {"Completed": 40, ...}, ...},                  # last 30 days
+    }
 """
 
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+
+from django.db import connection
 from django.db.models import Count
+from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
-from loops.models import FlowDefinition, HumanLoop
+from loops.models import FlowDefinition, HumanLoop, HumanLoopStatus, HumanLoopStatusChange
+
+STATS_VERSION = 2
+# Review times are taken from completions observed in this window: recent enough to
+# describe the current workforce, long enough to have samples on a quiet flow definition.
+REVIEW_WINDOW = timedelta(days=30)
+CHART_DAYS = 30
 
 
 def refresh_flow_definition_stats(flow_definition: FlowDefinition) -> dict:
-    """Recompute and store `flow_definition.stats`. Writes one row; never raises for empty data."""
-    counts = dict(
-        HumanLoop.objects.filter(flow_definition=flow_definition, deleted_upstream=False)
-        .values_list("status")
-        .annotate(n=Count("id"))
-        .values_list("status", "n")
-    )
-    stats = {"status_counts": counts}
+    """Recompute and store `flow_definition.stats` (and `stats_refreshed_at`).
+
+    Side effect: one UPDATE of the flow definition row; the instance passed in is
+    updated too. Read-only otherwise. Never raises for empty data (a flow definition
+    without loops gets zeros and nulls). About 6 indexed queries over this flow
+    definition's loops; well under a second for 100,000 loops on PostgreSQL.
+    """
     now = timezone.now()
+    stats = compute_flow_definition_stats(flow_definition.pk, now=now)
     FlowDefinition.objects.filter(pk=flow_definition.pk).update(stats=stats, stats_refreshed_at=now)
     flow_definition.stats, flow_definition.stats_refreshed_at = stats, now
     return stats
+
+
+def compute_flow_definition_stats(flow_definition_id: int, *, now) -> dict:
+    """Return the stats document for one flow definition (see module docstring). Read-only."""
+    loops = HumanLoop.objects.filter(flow_definition_id=flow_definition_id)
+    live = loops.filter(deleted_upstream=False)
+
+    # GROUP BY status over index loop_fd_status_created (index-only scan after VACUUM).
+    status_counts = dict(live.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    deleted_count = loops.filter(deleted_upstream=True).count()
+
+    # Index loop_fd_status_created: first entry of (fd, InProgress) in creation order.
+    oldest = (
+        live.filter(status=HumanLoopStatus.IN_PROGRESS)
+        .order_by("creation_time")
+        .values_list("creation_time", flat=True)
+        .first()
+    )
+
+    # Index change_status_observed: completions observed in the last 24 hours.
+    completed_24h = HumanLoopStatusChange.objects.filter(
+        to_status=HumanLoopStatus.COMPLETED,
+        observed_at__gte=now - timedelta(hours=24),
+        loop__flow_definition_id=flow_definition_id,
+    ).count()
+
+    failure_codes = dict(
+        live.filter(status=HumanLoopStatus.FAILED)
+        .order_by()
+        .values_list("failure_code")
+        .annotate(n=Count("id"))
+        .values_list("failure_code", "n")
+    )
+    failure_codes = {(code or "(none)"): n for code, n in sorted(failure_codes.items(), key=lambda kv: -kv[1])}
+    completed = status_counts.get(HumanLoopStatus.COMPLETED, 0)
+    failed = status_counts.get(HumanLoopStatus.FAILED, 0)
+    failure_rate = failed / (completed + failed) if (completed + failed) else None
+
+    return {
+        "version": STATS_VERSION,
+        "computed_at": now.isoformat(),
+        "status_counts": status_counts,
+        "deleted_count": deleted_count,
+        "total": sum(status_counts.values()),
+        "oldest_in_progress": oldest.isoformat() if oldest else None,
+        "completed_24h": completed_24h,
+        "failure_codes": failure_codes,
+        "failure_rate": failure_rate,
+        "review_seconds": _review_seconds(flow_definition_id, since=now - REVIEW_WINDOW),
+        **_creation_buckets(live, now=now),
+    }
+
+
+def _review_seconds(flow_definition_id: int, *, since) -> dict:
+    """Median and p90 of (observed completion - creation), over observed transitions only.
+
+    A HumanLoopStatusChange with an empty from_status is the first sight of a loop
+    that was already Completed (e.g. the first full sync): its observed_at says when
+    we looked, not when the reviewer finished, so it is left out.
+    """
+    changes = HumanLoopStatusChange.objects.filter(
+        to_status=HumanLoopStatus.COMPLETED,
+        observed_at__gte=since,
+        loop__flow_definition_id=flow_definition_id,
+    ).exclude(from_status="")
+    if connection.vendor == "postgresql":
+        sql, params = changes.values_list("observed_at", "loop__creation_time").query.sql_with_params()
+        # The values_list SQL selects (observed_at, creation_time); aggregate it in the
+        # database instead of shipping up to 100k rows to Python.
+        query = f"""
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s),
+                   percentile_cont(0.9) WITHIN GROUP (ORDER BY s),
+                   count(*)
+            FROM (SELECT EXTRACT(EPOCH FROM (t.c0 - t.c1)) AS s
+                  FROM ({sql}) AS t(c0, c1)) AS d
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(query, params)
+            median, p90, samples = cursor.fetchone()
+        return {
+            "median": float(median) if median is not None else None,
+            "p90": float(p90) if p90 is not None else None,
+            "samples": samples,
+        }
+    durations = sorted(
+        (observed - created).total_seconds()
+        for observed, created in changes.values_list("observed_at", "loop__creation_time").iterator()
+    )
+    if not durations:
+        return {"median": None, "p90": None, "samples": 0}
+    return {
+        "median": statistics.median(durations),
+        "p90": _percentile(durations, 0.9),
+        "samples": len(durations),
+    }
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float:
+    """Linear interpolation, the same definition as PostgreSQL's percentile_cont."""
+    position = (len(sorted_values) - 1) * fraction
+    lower = int(position)
+    upper = min(lower + 1, len(sorted_values) - 1)
+    return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * (position - lower)
+
+
+def _creation_buckets(live, *, now) -> dict:
+    """Loops created per hour (last 24 h) and per day (last 30 days), by current status.
+
+    One range scan of index loop_fd_created per granularity.
+    """
+    hourly: dict[str, dict[str, int]] = {}
+    hour_start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+    rows = (
+        live.filter(creation_time__gte=hour_start)
+        .order_by()
+        .annotate(bucket=TruncHour("creation_time"))
+        .values_list("bucket", "status")
+        .annotate(n=Count("id"))
+        .values_list("bucket", "status", "n")
+    )
+    for bucket, status, n in rows:
+        hourly.setdefault(bucket.isoformat(), {})[status] = n
+
+    daily: dict[str, dict[str, int]] = {}
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=CHART_DAYS - 1)
+    rows = (
+        live.filter(creation_time__gte=day_start)
+        .order_by()
+        .annotate(bucket=TruncDay("creation_time"))
+        .values_list("bucket", "status")
+        .annotate(n=Count("id"))
+        .values_list("bucket", "status", "n")
+    )
+    for bucket, status, n in rows:
+        daily.setdefault(bucket.date().isoformat(), {})[status] = n
+    return {"created_hourly": hourly, "created_daily": daily}
+

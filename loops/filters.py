@@ -1,0 +1,161 @@
+"""The loop list's GET filter contract (issue 4), as one django-filter FilterSet.
+
+    flow_definition  repeatable; a flow definition ARN or name (a name matches it in every region)
+    status           repeatable; A2I's exact strings (InProgress, Completed, Failed, Stopping, Stopped)
+    window           1h | 24h | 7d | 30d | all (default all): created within the last ...
+    created_after    ISO-8601; naive values (<input type="datetime-local">) are UTC; inclusive (>=)
+    created_before   ISO-8601, same rules; exclusive (<)
+    name             case-insensitive "contains"
+    failure_code     exact (ValidationError, Expired, InternalError, ...)
+    deleted          on/true/1: include loops deleted upstream (off by default)
+
+The actions (issue 5) use the same FilterSet to resolve "all N loops matching these
+filters", so it must stay free of view concerns.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import django_filters
+from django import forms
+from django.db.models import Q
+from django.utils import timezone
+
+from loops.models import FlowDefinition, HumanLoop, HumanLoopStatus
+
+WINDOWS = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "all": None,
+}
+WINDOW_CHOICES = [
+    ("all", "Any time"),
+    ("1h", "Last hour"),
+    ("24h", "Last 24 hours"),
+    ("7d", "Last 7 days"),
+    ("30d", "Last 30 days"),
+]
+FILTER_PARAMS = ("flow_definition", "status", "window", "created_after", "created_before", "name", "failure_code", "deleted")
+
+
+class FlowDefinitionField(forms.MultipleChoiceField):
+    """A multiple choice over flow definition ARNs that also accepts names (the contract allows both)."""
+
+    def __init__(self, *args, names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.names = set(names)
+
+    def valid_value(self, value):
+        return value in self.names or super().valid_value(value)
+
+    def validate(self, value):
+        # Same as Django's, with a message that names the contract.
+        if self.required and not value:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        for item in value:
+            if not self.valid_value(item):
+                raise forms.ValidationError(
+                    "Unknown flow definition %(value)s (give an ARN or a name).",
+                    code="invalid_choice",
+                    params={"value": item},
+                )
+
+
+class FlowDefinitionFilter(django_filters.MultipleChoiceFilter):
+    field_class = FlowDefinitionField
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        # Resolve to ids first (10s of rows) so the loop query uses loop_fd_* indexes
+        # instead of joining flow definitions.
+        ids = list(FlowDefinition.objects.filter(Q(arn__in=value) | Q(name__in=value)).values_list("id", flat=True))
+        return qs.filter(flow_definition_id__in=ids)
+
+
+class LoopFilterForm(forms.Form):
+    def clean(self):
+        cleaned = super().clean()
+        after, before = cleaned.get("created_after"), cleaned.get("created_before")
+        if after and before and after >= before:
+            raise forms.ValidationError("“Created after” must be earlier than “created before”.", code="range")
+        return cleaned
+
+
+class LoopFilter(django_filters.FilterSet):
+    flow_definition = FlowDefinitionFilter(label="Flow definition", choices=[])
+    status = django_filters.MultipleChoiceFilter(
+        label="Status",
+        choices=HumanLoopStatus.choices,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    window = django_filters.ChoiceFilter(
+        label="Created in",
+        choices=WINDOW_CHOICES,
+        empty_label=None,
+        method="filter_window",
+    )
+    created_after = django_filters.DateTimeFilter(
+        label="Created after (UTC)",
+        field_name="creation_time",
+        lookup_expr="gte",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"),
+    )
+    created_before = django_filters.DateTimeFilter(
+        label="Created before (UTC)",
+        field_name="creation_time",
+        lookup_expr="lt",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"),
+    )
+    name = django_filters.CharFilter(label="Name contains", field_name="name", lookup_expr="icontains", max_length=63)
+    failure_code = django_filters.CharFilter(label="Failure code", field_name="failure_code", max_length=32)
+    deleted = django_filters.BooleanFilter(
+        label="Include loops deleted upstream",
+        widget=forms.CheckboxInput,
+        method="filter_deleted",
+    )
+
+    class Meta:
+        model = HumanLoop
+        fields: list[str] = []
+        form = LoopFilterForm
+
+    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
+        if queryset is None:
+            queryset = HumanLoop.objects.all()
+        super().__init__(data, queryset, request=request, prefix=prefix)
+        flow_definitions = list(FlowDefinition.objects.order_by("name", "region").values_list("arn", "name", "region"))
+        field = self.filters["flow_definition"]
+        field.extra["choices"] = [(arn, f"{name} ({region})") for arn, name, region in flow_definitions]
+        field.extra["names"] = [name for _arn, name, _region in flow_definitions]
+
+    def filter_window(self, qs, name, value):
+        delta = WINDOWS.get(value)
+        if delta is None:
+            return qs
+        return qs.filter(creation_time__gte=timezone.now() - delta)
+
+    def filter_deleted(self, qs, name, value):
+        # Applied in filter_queryset so that "off" (the default) also filters.
+        return qs
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        if not self.form.cleaned_data.get("deleted"):
+            queryset = queryset.filter(deleted_upstream=False)
+        return queryset
+
+    def active_filters(self) -> dict[str, object]:
+        """The filters that restrict the result, as {param: cleaned value} (valid forms only)."""
+        active = {}
+        for key in FILTER_PARAMS:
+            value = self.form.cleaned_data.get(key)
+            if key == "window" and value in (None, "", "all"):
+                continue
+            if value in (None, "", [], False):
+                continue
+            active[key] = value
+        return active

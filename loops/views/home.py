@@ -1,0 +1,12 @@
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+
+from loops.services.overview import CHART_MODES, build_overview
+
+
+@login_required
+def overview(request):
+    chart_mode = request.GET.get("chart", "24h")
+    if chart_mode not in CHART_MODES:
+        chart_mode = "24h"
+    return render(request, "loops/overview.html", {"overview": build_overview(chart_mode=chart_mode), "chart_modes": CHART_MODES})

@@ -1,0 +1,135 @@
+"""The loop list: filters (GET contract in loops.filters), sort, lazy pages, count, export, live fragment."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import EmptyPage, PageNotAnInteger
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django_tables2.paginators import LazyPaginator
+
+from loops.filters import LoopFilter
+from loops.models import FlowDefinition
+from loops.services.loop_list import count_matching_loops, iter_export_rows, stream_csv, stream_json
+from loops.services.loop_pages import explain_empty_result
+from loops.tables import LoopTable
+
+PER_PAGE = 50
+EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+# Pages are OFFSET-based; beyond this the offset itself gets slow, and nobody reads page 20,001.
+MAX_PAGE = 20_000
+
+
+@login_required
+def loop_list(request):
+    export = request.GET.get("_export")
+    if export is not None and export not in EXPORT_TYPES:
+        return _bad_export(f"_export must be csv or json, not {export!r}.")
+
+    filterset = LoopFilter(request.GET, request=request)
+    flow_definitions = {fd.pk: fd for fd in FlowDefinition.objects.all()}
+    if not filterset.is_valid():
+        if export:
+            return _bad_export(_errors_text(filterset.form.errors))
+        return _render(request, {"filter": filterset, "table": None, "invalid": True})
+
+    problems: list[str] = []
+    sort = request.GET.get("sort", "")
+    probe = LoopTable([], flow_definitions=flow_definitions)
+    allowed_sorts = {name for name, column in probe.columns.items() if column.orderable}
+    if sort and sort.lstrip("-") not in allowed_sorts:
+        problems.append(f"Cannot sort by {sort!r}: sort by one of {', '.join(sorted(allowed_sorts))} (prefix - for descending).")
+        sort = ""
+    if export and problems:
+        return _bad_export(" ".join(problems))
+
+    can_stop = request.user.has_perm("loops.stop_humanloop")
+    can_delete = request.user.has_perm("loops.delete_humanloop")
+    table = LoopTable(
+        filterset.qs,
+        flow_definitions=flow_definitions,
+        order_by=sort or None,
+        exclude=() if (can_stop or can_delete) else ("select",),
+        request=request,
+    )
+
+    if export:
+        return _export(table, export)
+
+    page_number = _page_number(request.GET.get("page"), problems)
+    try:
+        table.paginate(paginator_class=LazyPaginator, per_page=PER_PAGE, page=page_number)
+    except (EmptyPage, PageNotAnInteger):
+        problems.append(f"Page {page_number} is past the last page of these results; showing page 1.")
+        table.paginate(paginator_class=LazyPaginator, per_page=PER_PAGE, page=1)
+
+    count = count_matching_loops(filterset.qs, filterset.active_filters())
+    context = {
+        "filter": filterset,
+        "table": table,
+        "count": count,
+        "problems": problems,
+        "sort": sort,
+        "now": timezone.now(),
+        "can_stop": can_stop,
+        "can_delete": can_delete,
+        "filters_query": _query_without(request, ("page", "_export")),
+        "empty_reasons": explain_empty_result(request.GET, filterset) if count.value == 0 else [],
+    }
+    return _render(request, context)
+
+
+def _render(request, context):
+    context.setdefault("problems", [])
+    is_fragment = request.headers.get("HX-Request") == "true"
+    template = "loops/_loop_results.html" if is_fragment else "loops/loop_list.html"
+    response = render(request, template, context)
+    # The same URL serves the page and (for htmx polling) the fragment.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _page_number(raw: str | None, problems: list[str]) -> int:
+    if raw in (None, ""):
+        return 1
+    try:
+        number = int(raw)
+    except ValueError:
+        problems.append(f"Page {raw!r} is not a page number; showing page 1.")
+        return 1
+    if number < 1 or number > MAX_PAGE:
+        problems.append(f"Page {number} is out of range (1 to {MAX_PAGE:,}); showing page 1.")
+        return 1
+    return number
+
+
+def _export(table, export_format: str):
+    """Stream the whole filtered, sorted set (see services.loop_list for why not TableExport)."""
+    queryset = table.data.data  # the filtered queryset, ordered by the table
+    rows = iter_export_rows(table, queryset)
+    body = stream_csv(rows) if export_format == "csv" else stream_json(rows)
+    response = StreamingHttpResponse(body, content_type=EXPORT_TYPES[export_format])
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    response["Content-Disposition"] = f'attachment; filename="human-loops-{stamp}.{export_format}"'
+    return response
+
+
+def _bad_export(message: str) -> HttpResponse:
+    return HttpResponse(f"Export refused: {message}\n", status=400, content_type="text/plain; charset=utf-8")
+
+
+def _errors_text(errors) -> str:
+    parts = []
+    for field, messages in errors.items():
+        label = "filters" if field == "__all__" else field
+        parts.append(f"{label}: {' '.join(messages)}")
+    return "; ".join(parts)
+
+
+def _query_without(request, keys) -> str:
+    query = request.GET.copy()
+    for key in keys:
+        query.pop(key, None)
+    return query.urlencode()

@@ -1,0 +1,68 @@
+"""The loop page (by primary key: names are only unique per flow definition) and its refresh."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.views.decorators.http import require_POST
+
+from loops import a2i
+from loops.models import HumanLoop
+from loops.services.loop_pages import loop_output_expected, read_loop_answers
+from loops.services.stats import refresh_flow_definition_stats
+from loops.services.sync import refresh_loop
+
+ACTIONS_PARTIAL = "loops/actions/_loop_actions.html"
+
+
+@login_required
+def loop_detail(request, pk: int):
+    loop = get_object_or_404(HumanLoop.objects.select_related("flow_definition"), pk=pk)
+    output, output_error = None, None
+    if loop_output_expected(loop):
+        try:
+            output = read_loop_answers(loop)
+        except a2i.OutputUnavailable as exc:
+            output_error = str(exc)
+    context = {
+        "loop": loop,
+        "fd": loop.flow_definition,
+        "history": list(loop.status_changes.all()),
+        "output": output,
+        "output_error": output_error,
+        "actions_partial": ACTIONS_PARTIAL if _template_exists(ACTIONS_PARTIAL) else None,
+    }
+    return render(request, "loops/loop_detail.html", context)
+
+
+@login_required
+@require_POST
+def loop_refresh(request, pk: int):
+    """DescribeHumanLoop now; A2I errors become a message on the loop page, never a 500."""
+    loop = get_object_or_404(HumanLoop.objects.select_related("flow_definition"), pk=pk)
+    before = (loop.status, loop.deleted_upstream)
+    try:
+        loop = refresh_loop(loop)
+    except a2i.A2IUnavailable as exc:
+        messages.error(request, f"A2I is unreachable: {exc}")
+    except a2i.ClientError as exc:
+        messages.error(request, f"A2I refused DescribeHumanLoop: {a2i.error_code(exc)}: {a2i.error_message(exc)}")
+    else:
+        if (loop.status, loop.deleted_upstream) != before:
+            refresh_flow_definition_stats(loop.flow_definition)
+            messages.success(request, f"Refreshed from A2I: now {loop.status}{' (deleted upstream)' if loop.deleted_upstream else ''}.")
+        else:
+            messages.info(request, f"Refreshed from A2I: still {loop.status}.")
+    return redirect("loops:loop", pk=loop.pk)
+
+
+def _template_exists(name: str) -> bool:
+    # The actions helper (issue 5) owns this partial; the page renders without it.
+    try:
+        get_template(name)
+    except TemplateDoesNotExist:
+        return False
+    return True

@@ -1,0 +1,23 @@
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+
+from loops.models import FlowDefinition, SyncRun
+from loops.services.overview import build_overview
+
+RECENT_RUNS = 200
+
+
+@login_required
+def sync_runs(request):
+    failed_only = request.GET.get("outcome") == "failed"
+    runs = SyncRun.objects.select_related("flow_definition").order_by("-started_at", "-id")
+    if failed_only:
+        runs = runs.filter(outcome=SyncRun.Outcome.FAILED)
+    context = {
+        "runs": runs[:RECENT_RUNS],
+        "failed_only": failed_only,
+        "flow_definitions": FlowDefinition.objects.filter(deleted_upstream=False).order_by("name", "region"),
+        "banners": build_overview().banners,
+        "limit": RECENT_RUNS,
+    }
+    return render(request, "loops/sync.html", context)
