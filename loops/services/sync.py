@@ -11,8 +11,8 @@ Steps of `sync_flow_definition`, in order:
    history row per transition, the SyncRun counters;
 4. mark deleted upstream the stored loops of the listed range that were not
    listed (full: everything created before the sync began);
-5. describe a bounded number of Failed loops whose FailureCode is unknown
-   (ListHumanLoops does not return FailureCode);
+5. describe the loops this run saw fail, and (full sync) a bounded slice of older
+   Failed loops without a FailureCode (ListHumanLoops does not return it);
 6. release the claim, whatever happened.
 
 A failure (ClientError once botocore's retries ran out, A2IUnavailable) keeps
@@ -158,16 +158,21 @@ def _incremental_start(fd: FlowDefinition) -> datetime | None:
 
 def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_until: list[datetime]) -> None:
     seen: set[int] = set()
+    limit = getattr(settings, "A2I_SYNC_DESCRIBE_LIMIT", DEFAULT_DESCRIBE_LIMIT)
+    newly_failed: list[int] = []  # at most `limit` ids: memory stays bounded
     pages = a2i.iter_loop_pages(fd.region, fd.arn, created_after=run.listed_from)
     for summaries in _prefetch(pages, PREFETCH_PAGES):
-        _write_page(fd, run, summaries, seen)
+        _write_page(fd, run, summaries, seen, newly_failed, limit)
         # DEBUG keeps every SQL statement in memory; a million-loop sync must not.
         reset_queries()
         _renew(fd, claimed_until)
         if page_hook is not None:
             page_hook(run)
     run.marked_deleted = _mark_unlisted_deleted(fd, run, seen)
-    _describe_unknown_failures(fd, getattr(settings, "A2I_SYNC_DESCRIBE_LIMIT", DEFAULT_DESCRIBE_LIMIT))
+    # Incremental: only the loops this run saw fail (the rows it changed anyway).
+    # Full: also a bounded slice of the backlog of older Failed loops without a code.
+    backlog = limit - len(newly_failed) if run.kind == SyncRun.Kind.FULL else 0
+    _describe_failures(fd, newly_failed, backlog)
 
 
 def _prefetch(pages: Iterator[list[dict]], depth: int) -> Iterator[list[dict]]:
@@ -212,8 +217,14 @@ def _prefetch(pages: Iterator[list[dict]], depth: int) -> Iterator[list[dict]]:
         thread.join(timeout=5)
 
 
-def _write_page(fd: FlowDefinition, run: SyncRun, summaries: list[dict], seen: set[int]) -> None:
-    """Upsert one page of HumanLoopSummaries in one transaction; writes only what changed."""
+def _write_page(
+    fd: FlowDefinition, run: SyncRun, summaries: list[dict], seen: set[int], newly_failed: list[int], limit: int
+) -> None:
+    """Upsert one page of HumanLoopSummaries in one transaction; writes only what changed.
+
+    Adds the ids of listed loops to `seen`, and of loops that just became Failed to
+    `newly_failed` (up to `limit`).
+    """
     now = timezone.now()
     arn_prefix = a2i.human_loop_arn(fd.arn, "")
     listed = {}
@@ -255,6 +266,8 @@ def _write_page(fd: FlowDefinition, run: SyncRun, summaries: list[dict], seen: s
                 deleted_upstream_at=None, status_changed_at=now,
             )
             if reborn or old_status != status:
+                if status == HumanLoopStatus.FAILED and len(newly_failed) < limit:
+                    newly_failed.append(loop_id)
                 changes.append(
                     HumanLoopStatusChange(loop_id=loop_id, from_status="" if reborn else old_status, to_status=status, observed_at=now)
                 )
@@ -266,6 +279,8 @@ def _write_page(fd: FlowDefinition, run: SyncRun, summaries: list[dict], seen: s
             HumanLoop.objects.bulk_create(new_loops)
             for loop in new_loops:
                 seen.add(loop.pk)
+                if loop.status == HumanLoopStatus.FAILED and len(newly_failed) < limit:
+                    newly_failed.append(loop.pk)
                 changes.append(HumanLoopStatusChange(loop_id=loop.pk, from_status="", to_status=loop.status, observed_at=now))
         _update_changed(changed)
         if changes:
@@ -334,21 +349,24 @@ def _mark_ids_deleted(ids: list[int], now: datetime) -> int:
     )
 
 
-def _describe_unknown_failures(fd: FlowDefinition, limit: int) -> int:
-    """Describe up to `limit` Failed loops without a FailureCode and store code and output URI.
+def _describe_failures(fd: FlowDefinition, loop_ids: list[int], backlog: int) -> None:
+    """Describe Failed loops to store their FailureCode and output URI (ListHumanLoops omits both).
 
-    ListHumanLoops omits FailureCode; the dashboard breaks failures down by it.
-    Bounded per sync so a backlog costs a few calls per run, not thousands at once.
-    Returns the number of rows updated; a loop already gone is left for deletion marking.
+    `loop_ids`: loops this sync saw become Failed. `backlog`: how many other Failed
+    loops without a code to describe as well (oldest history gets filled over several
+    full syncs: a few calls per run, never thousands at once). A loop already gone is
+    left for deletion marking; other ClientErrors propagate.
     """
-    if limit <= 0:
-        return 0
-    loops = list(
-        HumanLoop.objects.filter(
-            flow_definition=fd, deleted_upstream=False, status=HumanLoopStatus.FAILED, failure_code=""
-        ).order_by("-creation_time")[:limit]
-    )
-    updated = 0
+    loops = list(HumanLoop.objects.filter(id__in=loop_ids).only("id", "name", "output_s3_uri"))
+    if backlog > 0:
+        loops += list(
+            HumanLoop.objects.filter(
+                flow_definition=fd, deleted_upstream=False, status=HumanLoopStatus.FAILED, failure_code=""
+            )
+            .exclude(id__in=loop_ids)
+            .order_by("-creation_time")
+            .only("id", "name", "output_s3_uri")[:backlog]
+        )
     for loop in loops:
         try:
             described = a2i.describe_human_loop(fd.region, loop.name)
@@ -358,10 +376,7 @@ def _describe_unknown_failures(fd: FlowDefinition, limit: int) -> int:
             raise
         code = described.get("FailureCode") or ""
         uri = (described.get("HumanLoopOutput") or {}).get("OutputS3Uri") or loop.output_s3_uri
-        if code or uri != loop.output_s3_uri:
-            HumanLoop.objects.filter(pk=loop.pk).update(failure_code=code, output_s3_uri=uri)
-            updated += 1
-    return updated
+        HumanLoop.objects.filter(pk=loop.pk).update(failure_code=code, output_s3_uri=uri)
 
 
 def _finish_failed(fd: FlowDefinition, run: SyncRun, message: str) -> None:
