@@ -185,3 +185,40 @@ def test_a_webhook_that_is_down_at_first_still_receives_the_event(server_with):
         with Webhook(port=port) as late:
             (event,) = late.wait_for(1)
     assert event["detail"]["humanLoopName"] == "event-late"
+
+
+def test_a_slow_webhook_does_not_slow_the_api(server_with):
+    release = threading.Event()
+    received = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            release.wait(5)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with server_with(f"http://127.0.0.1:{server.server_port}/") as a2i:
+            flow_arn = a2i.create_flow_definition("events-slow-flow")
+            runtime = a2i.client("sagemaker-a2i-runtime")
+            for n in range(3):
+                start_loop(runtime, flow_arn, f"slow-{n}")
+            started = time.perf_counter()
+            for n in range(3):
+                a2i.complete(f"slow-{n}", answer={"label": "cat"})
+            assert time.perf_counter() - started < 1.5  # the webhook holds each POST for up to 5 s
+            deadline = time.monotonic() + 5
+            while not received and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert received and received[0]["detail"]["humanLoopName"] == "slow-0"
+            release.set()
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
