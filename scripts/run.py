@@ -59,8 +59,9 @@ def say(name: str, line: str) -> None:
 class Child:
     """One supervised process in its own process group, output prefixed with its name."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], hide: re.Pattern | None = None):
         self.name = name
+        self.hide = hide
         self.lines: list[str] = []
         # start_new_session: a terminal's Ctrl-C reaches only this script, which then
         # stops the children in order; killpg also reaches their own children
@@ -84,7 +85,8 @@ class Child:
     def _pump(self) -> None:
         for line in self.proc.stdout:
             self.lines.append(line)
-            say(self.name, line.rstrip("\n"))
+            if not (self.hide and self.hide.search(line)):
+                say(self.name, line.rstrip("\n"))
 
     def signal_group(self, signum: int) -> None:
         try:
@@ -204,7 +206,10 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
     a2i_db = VAR / "a2i-local.sqlite3"
     seed_a2i_local(env, a2i_db)
 
-    s3 = Child("s3", [str(BIN / "moto_server"), "-H", HOST, "-p", str(S3_PORT)], env)
+    # moto logs every request; the workforce writes an output.json per completed loop.
+    # Only failed requests are worth a line.
+    quiet = re.compile(r'"(GET|PUT|HEAD|POST|DELETE) \S+ HTTP/1\.1" [23]\d\d ')
+    s3 = Child("s3", [str(BIN / "moto_server"), "-H", HOST, "-p", str(S3_PORT)], env, hide=quiet)
     wait_for_port(s3, S3_PORT)
     a2i = Child(
         "a2i-local",
