@@ -43,9 +43,9 @@ class LoopTable(tables.Table):
     status_changed_at = tables.Column(verbose_name="Status changed", order_by=("status_changed_at", "id"))
     deleted_upstream = tables.BooleanColumn(verbose_name="Deleted upstream", orderable=False, visible=False)
     # Export only (invisible in HTML, still part of as_values/export rows).
-    arn = tables.Column(verbose_name="ARN", visible=False)
-    flow_definition_arn = tables.Column(verbose_name="Flow definition ARN", accessor="flow_definition_id", visible=False)
-    output_s3_uri = tables.Column(verbose_name="Output S3 URI", visible=False)
+    arn = tables.Column(verbose_name="ARN", visible=False, orderable=False)
+    flow_definition_arn = tables.Column(verbose_name="Flow definition ARN", accessor="flow_definition_id", visible=False, orderable=False)
+    output_s3_uri = tables.Column(verbose_name="Output S3 URI", visible=False, orderable=False)
 
     class Meta:
         model = HumanLoop

@@ -123,3 +123,46 @@ def names(response) -> list[str]:
     """Loop names in the rendered table, in order."""
     table = response.context["table"]
     return [row.record.name for row in table.paginated_rows]
+
+
+@pytest.fixture
+def aws(a2i, monkeypatch, settings):
+    """A2I Local + moto S3, with boto3 pointed at them through its standard environment variables."""
+    from loops import a2i as a2i_api
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME", a2i.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", a2i.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", a2i.s3_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", a2i.region)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    settings.A2I_REGIONS = [a2i.region]
+    a2i.configure(stop_delay_seconds=0)
+    a2i_api.reset_clients()
+    yield a2i
+    a2i_api.reset_clients()
+
+
+ANSWER = {"label": "invoice", "confidence": 0.93, "fields": {"total": "12.50", "currency": "EUR"}}
+INPUT = {"document": "s3://docs/invoice-17.pdf", "model_score": 0.41}
+
+
+def completed_loop_via_a2i(aws, *, fd_name="dash-fd", loop_name="dash-loop-1", answer=ANSWER, input_content=INPUT):
+    """Create a flow definition in A2I Local, start a loop, complete it (output.json really
+    written to S3), then import everything with the real discovery and sync services."""
+    import json
+
+    from loops.services.sync import discover_flow_definitions, sync_flow_definition
+
+    arn = aws.create_flow_definition(fd_name, task_availability_lifetime_seconds=7200)
+    aws.client("sagemaker-a2i-runtime").start_human_loop(
+        HumanLoopName=loop_name, FlowDefinitionArn=arn, HumanLoopInput={"InputContent": json.dumps(input_content)}
+    )
+    aws.complete(loop_name, answer=answer, worker_id="worker-7", time_spent_seconds=42.5)
+    discover_flow_definitions([aws.region])
+    fd = FlowDefinition.objects.get(arn=arn)
+    run = sync_flow_definition(fd.pk, full=True)
+    assert run.outcome == "succeeded", run.error
+    return HumanLoop.objects.get(flow_definition=fd, name=loop_name)
