@@ -60,13 +60,13 @@ class FlowDefinitionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 class StatusChangeInline(ReadOnlyInline):
     model = HumanLoopStatusChange
-    fields = ("from_status", "to_status", "observed_at")
+    fields = readonly_fields = ("from_status", "to_status", "observed_at")
     verbose_name_plural = "Status history"
 
 
 class LoopActionInline(ReadOnlyInline):
     model = LoopAction
-    fields = ("created_at", "user", "action", "reason", "outcome", "detail", "batch")
+    fields = readonly_fields = ("created_at", "user", "action", "reason", "outcome", "detail", "batch")
     ordering = ("-created_at", "-id")
     verbose_name_plural = "Stop and delete attempts"
 
