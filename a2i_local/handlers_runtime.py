@@ -110,7 +110,7 @@ def delete_human_loop(store: Store, name: str) -> dict:
     return {}
 
 
-def list_human_loops(store: Store, codec: TokenCodec, query: dict[str, str]) -> dict:
+def list_human_loops(store: Store, codec: TokenCodec, query: dict[str, str]) -> str:
     checks = v.Violations()
     arn = query.get("FlowDefinitionArn")
     checks.string(arn, "flowDefinitionArn", max_len=1024, pattern=v.FLOW_DEFINITION_ARN, required=True)
@@ -127,18 +127,11 @@ def list_human_loops(store: Store, codec: TokenCodec, query: dict[str, str]) -> 
     # The token is bound to the filters but not to MaxResults: the paginator changes it between pages.
     filters = (arn, after_ms, before_ms, sort_order)
     position = codec.decode(token, filters) if token else None
-    fd, rows, next_position = store.list_human_loops(
+    summaries, next_position = store.list_human_loops(
         arn, after_ms=after_ms, before_ms=before_ms, sort_order=sort_order,
         max_results=max_results or 100, position=position)
-    summaries = []
-    fd_arn = fd.arn
-    for _id, name, status, creation_ms, failure_reason in rows:
-        summary = {"HumanLoopName": name, "HumanLoopStatus": status,
-                   "CreationTime": format_iso_ms(creation_ms), "FlowDefinitionArn": fd_arn}
-        if failure_reason is not None:
-            summary["FailureReason"] = failure_reason
-        summaries.append(summary)
-    result = {"HumanLoopSummaries": summaries}
+    # Returned as JSON text: the store has serialised each summary already.
+    body = '{"HumanLoopSummaries":[' + ",".join(summaries) + "]"
     if next_position is not None:
-        result["NextToken"] = codec.encode(next_position, filters)
-    return result
+        body += ',"NextToken":"' + codec.encode(next_position, filters) + '"'
+    return body + "}"

@@ -12,7 +12,7 @@ import json
 import random
 import sqlite3
 
-from .store import INDEXES
+from .store import INDEX_NAMES, INDEX_STATEMENTS
 
 DAY_MS = 86_400_000
 SEED_LIFETIME_S = 864_000  # 10 days
@@ -80,15 +80,14 @@ def seed_connection(conn: sqlite3.Connection, *, region: str, account_id: str, f
             fd_ids.append(row[0])
             arns.append(arn)
         start = (conn.execute("SELECT max(id) FROM loops").fetchone()[0] or 0) + 1
-        for statement in ("loops_name", "loops_list", "loops_due", "loops_status_creation"):
-            conn.execute(f"DROP INDEX IF EXISTS {statement}")
+        for index in INDEX_NAMES:
+            conn.execute(f"DROP INDEX IF EXISTS {index}")
         conn.executemany(
             "INSERT INTO loops (name, flow_definition_id, status, creation_ms, due_ms, failure_code, failure_reason,"
             " input_content, classifiers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             _rows(rng, fd_ids, loops, start, random_seed, now_ms))
-        for statement in INDEXES.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in INDEX_STATEMENTS:
+            conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -97,30 +96,31 @@ def seed_connection(conn: sqlite3.Connection, *, region: str, account_id: str, f
 
 
 def _rows(rng: random.Random, fd_ids: list[int], count: int, start: int, random_seed: int, now_ms: int):
-    statuses = [(s, c) for s, c, w in STATUS_MIX for _ in range(w)]
+    """Rows in creation order, as a real account accumulates them: ids grow with creation
+    time, so one list page reads a few adjacent table pages instead of 100 scattered ones.
+    Loops younger than two days are mostly still InProgress; older ones follow STATUS_MIX."""
+    terminal = [(s, c) for s, c, w in STATUS_MIX if s != "InProgress" for _ in range(w)]
     window = 30 * DAY_MS
-    recent = 3 * DAY_MS  # InProgress loops are young: older ones would have expired
+    young = 2 * DAY_MS
     lifetime_ms = SEED_LIFETIME_S * 1000
     n_fd = len(fd_ids)
     rand, choice = rng.random, rng.choice
+    offsets = sorted(int(rand() * window) for _ in range(count))
     for n in range(count):
-        status, code = choice(statuses)
-        if status == "InProgress":
-            created = now_ms - int(rand() * recent)
-            due = created + lifetime_ms
+        created = now_ms - window + offsets[n]
+        if now_ms - created < young and rand() < 0.6:
+            status, code, due = "InProgress", None, created + lifetime_ms
         else:
-            created = now_ms - int(rand() * window)
-            due = None
-        score = round(rand(), 3)
+            (status, code), due = choice(terminal), None
         yield (
             f"s{random_seed}-loop-{start + n:07d}",
-            fd_ids[n % n_fd],
+            fd_ids[int(rand() * n_fd)],
             status,
             created,
             due,
             code,
             FAILURE_REASONS[code] if code else None,
             f'{{"taskObject":"s3://a2i-local-input/item-{start + n}.jpg","prediction":"{LABELS[n % 7]}",'
-            f'"confidence":{score}}}',
+            f'"confidence":{round(rand(), 3)}}}',
             None,
         )

@@ -130,8 +130,11 @@ class A2ILocalServer:
                 log.exception("reaper failed")
 
     def reset(self) -> None:
+        """Drop all state, restore the startup options and refill the fault buckets."""
         self.store.reset()
         self.options.restore(self._startup_options)
+        if self.faults is not None:
+            self.faults.reset()
 
     def health(self) -> dict:
         return {
@@ -204,7 +207,9 @@ class _Handler(BaseHTTPRequestHandler):
             if app.faults is not None:
                 app.faults.before(operation)
             result = _run_runtime(app, operation, name, query, body)
-            self._send(200, json.dumps(result, separators=(",", ":")).encode(), _RUNTIME_JSON, request_id)
+            # A str is JSON text built by the handler (ListHumanLoops); a dict is serialised here.
+            payload = result.encode() if isinstance(result, str) else json.dumps(result, separators=(",", ":")).encode()
+            self._send(200, payload, _RUNTIME_JSON, request_id)
         except errors.AwsError as exc:
             self._send_aws_error(exc, sagemaker, request_id)
         except Exception:
@@ -283,7 +288,7 @@ def _route_runtime(method: str, path: str) -> tuple[str, str | None]:
     raise errors.NotFoundRoute(f"No A2I operation matches {method} {path}.")
 
 
-def _run_runtime(app: A2ILocalServer, operation: str, name: str | None, query: str, body: bytes) -> dict:
+def _run_runtime(app: A2ILocalServer, operation: str, name: str | None, query: str, body: bytes) -> dict | str:
     store = app.store
     if operation == "ListHumanLoops":
         return handlers_runtime.list_human_loops(store, app.codec, dict(parse_qsl(query, keep_blank_values=True)))

@@ -59,10 +59,15 @@ class A2ILocal:
         from botocore.config import Config
 
         endpoint = self.s3_url if service_name == "s3" else self.url
+        # Accept a ready botocore Config (config=Config(...)) as well as its keyword arguments.
+        given = config_kwargs.pop("config", None)
         if service_name == "s3":
             config_kwargs.setdefault("s3", {"addressing_style": "path"})
+        config = Config(**config_kwargs)
+        if given is not None:
+            config = config.merge(given)
         return boto3.client(service_name, endpoint_url=endpoint, region_name=self.region,
-                            config=Config(**config_kwargs), **DUMMY_CREDENTIALS)
+                            config=config, **DUMMY_CREDENTIALS)
 
     def _cached(self, service_name: str):
         if service_name not in self._clients:
