@@ -212,7 +212,7 @@ def test_a_slow_webhook_does_not_slow_the_api(server_with):
             started = time.perf_counter()
             for n in range(3):
                 a2i.complete(f"slow-{n}", answer={"label": "cat"})
-            assert time.perf_counter() - started < 1.5  # the webhook holds each POST for up to 5 s
+            assert time.perf_counter() - started < 3.0  # the webhook holds each POST for 5 s
             deadline = time.monotonic() + 5
             while not received and time.monotonic() < deadline:
                 time.sleep(0.02)

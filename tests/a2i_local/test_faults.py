@@ -51,15 +51,30 @@ def test_throttle_rejects_requests_beyond_the_bucket_with_429(a2i, client, flow_
 
 def test_throttle_buckets_are_per_operation_and_refill(a2i, client, flow_arn):
     start(client, flow_arn, "per-op")
-    a2i.configure(throttle_tps=2)
-    client.list_human_loops(FlowDefinitionArn=flow_arn)
+    a2i.configure(throttle_tps=1)
     client.list_human_loops(FlowDefinitionArn=flow_arn)
     with pytest.raises(client.exceptions.ThrottlingException):
         client.list_human_loops(FlowDefinitionArn=flow_arn)
     # Another operation has its own full bucket.
     assert client.describe_human_loop(HumanLoopName="per-op")["HumanLoopName"] == "per-op"
-    time.sleep(0.6)  # 2 tokens per second: at least one is back
+    time.sleep(1.1)  # 1 token per second: one is back
     client.list_human_loops(FlowDefinitionArn=flow_arn)
+
+
+def test_throttle_burst_is_one_second_of_traffic(a2i, client, flow_arn):
+    a2i.configure(throttle_tps=3)
+    started = time.monotonic()
+    allowed = 0
+    for _ in range(10):
+        try:
+            client.list_human_loops(FlowDefinitionArn=flow_arn)
+            allowed += 1
+        except client.exceptions.ThrottlingException:
+            pass
+    elapsed = time.monotonic() - started
+    # A full bucket of 3, plus whatever refilled at 3 tokens/s while the requests ran.
+    assert 3 <= allowed <= 3 + int(elapsed * 3) + 1
+    assert allowed < 10
 
 
 def test_throttle_can_be_switched_off_live(a2i, client, flow_arn):
@@ -112,10 +127,12 @@ def test_latency_is_added_to_every_request(a2i, client, flow_arn):
     started = time.perf_counter()
     client.list_human_loops(FlowDefinitionArn=flow_arn)
     assert time.perf_counter() - started >= 0.3
-    a2i.configure(latency_ms=0)
+    # Throttled and failed requests are delayed too (latency comes first).
+    a2i.configure(error_rate=1.0)
     started = time.perf_counter()
-    client.list_human_loops(FlowDefinitionArn=flow_arn)
-    assert time.perf_counter() - started < 0.3
+    with pytest.raises(client.exceptions.InternalServerException):
+        client.list_human_loops(FlowDefinitionArn=flow_arn)
+    assert time.perf_counter() - started >= 0.3
 
 
 def test_max_active_loops_answers_402_once_the_quota_is_in_progress(a2i, client, flow_arn):
