@@ -34,10 +34,12 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from loops import a2i
-from loops.models import ACTIVE_STATUSES, FlowDefinition, HumanLoop, HumanLoopStatus, HumanLoopStatusChange, SyncRun
+from loops.models import ACTIVE_STATUSES, FlowDefinition, HumanLoop, HumanLoopStatus, SyncRun
 from loops.services.discovery import discover_flow_definitions
 from loops.services.loop_state import mark_loop_deleted_upstream, refresh_loop, set_loop_status
+from loops.services import sync_writes as writes
 from loops.services.stats import refresh_flow_definition_stats
+from loops.services.sync_writes import LoopChange, LoopRow
 
 __all__ = [
     "discover_flow_definitions",
@@ -230,80 +232,44 @@ def _write_page(
     listed = {}
     for summary in summaries:
         name = summary["HumanLoopName"]
-        listed[arn_prefix + name] = (
-            name,
-            summary["HumanLoopStatus"],
-            summary["CreationTime"],
-            summary.get("FailureReason") or "",
+        created = summary["CreationTime"]
+        arn = arn_prefix + name
+        listed[arn] = LoopRow(
+            name, arn, summary["HumanLoopStatus"], created, summary.get("FailureReason") or "",
+            _output_uri(fd, name, created),
         )
     with transaction.atomic():
-        existing = {
-            row[1]: row
-            for row in HumanLoop.objects.filter(arn__in=list(listed)).values_list(
-                "id", "arn", "status", "creation_time", "failure_reason", "deleted_upstream", "flow_definition_id"
-            )
-        }
-        new_loops, changed, changes = [], [], []
-        for arn, (name, status, created, reason) in listed.items():
-            row = existing.get(arn)
-            if row is None:
-                new_loops.append(
-                    HumanLoop(
-                        flow_definition_id=fd.pk, name=name, arn=arn, status=status, creation_time=created,
-                        failure_reason=reason, output_s3_uri=_output_uri(fd, name, created),
-                        first_seen_at=now, last_seen_at=now, status_changed_at=now,
-                    )
-                )
+        stored = writes.fetch_stored(list(listed))
+        new_rows, changes = [], []
+        for arn, row in listed.items():
+            old = stored.get(arn)
+            if old is None:
+                new_rows.append(row)
                 continue
-            loop_id, _, old_status, old_created, old_reason, was_deleted, old_fd = row
-            seen.add(loop_id)
-            if (old_status, old_created, old_reason, was_deleted, old_fd) == (status, created, reason, False, fd.pk):
+            seen.add(old.id)
+            if (old.status, old.creation_time, old.failure_reason, old.deleted_upstream, old.flow_definition_id) == (
+                row.status, row.creation_time, row.failure_reason, False, fd.pk
+            ):
                 continue
-            reborn = old_created != created  # the name was reused after a delete: a new loop
-            loop = HumanLoop(
-                id=loop_id, flow_definition_id=fd.pk, status=status, creation_time=created, failure_reason=reason,
-                output_s3_uri=_output_uri(fd, name, created), last_seen_at=now, deleted_upstream=False,
-                deleted_upstream_at=None, status_changed_at=now,
-            )
-            if reborn or old_status != status:
-                if status == HumanLoopStatus.FAILED and len(newly_failed) < limit:
-                    newly_failed.append(loop_id)
-                changes.append(
-                    HumanLoopStatusChange(loop_id=loop_id, from_status="" if reborn else old_status, to_status=status, observed_at=now)
-                )
-                changed.append(loop)
+            reborn = old.creation_time != row.creation_time  # the name was reused after a delete: a new loop
+            if reborn or old.status != row.status:
+                changes.append(LoopChange(old.id, row, "" if reborn else old.status))
+                if row.status == HumanLoopStatus.FAILED and len(newly_failed) < limit:
+                    newly_failed.append(old.id)
             else:
-                changed.append(loop)
-                loop._keep_status_time = True
-        if new_loops:
-            HumanLoop.objects.bulk_create(new_loops)
-            for loop in new_loops:
-                seen.add(loop.pk)
-                if loop.status == HumanLoopStatus.FAILED and len(newly_failed) < limit:
-                    newly_failed.append(loop.pk)
-                changes.append(HumanLoopStatusChange(loop_id=loop.pk, from_status="", to_status=loop.status, observed_at=now))
-        _update_changed(changed)
-        if changes:
-            HumanLoopStatusChange.objects.bulk_create(changes)
+                changes.append(LoopChange(old.id, row, None))
+        for loop_id, status in writes.insert_loops(fd.pk, new_rows, now):
+            seen.add(loop_id)
+            if status == HumanLoopStatus.FAILED and len(newly_failed) < limit:
+                newly_failed.append(loop_id)
+        writes.update_loops(fd.pk, changes, now)
         run.pages += 1
         run.loops_seen += len(listed)
-        run.created += len(new_loops)
-        run.updated += len(changed)
+        run.created += len(new_rows)
+        run.updated += len(changes)
         SyncRun.objects.filter(pk=run.pk).update(
             pages=run.pages, loops_seen=run.loops_seen, created=run.created, updated=run.updated
         )
-
-
-def _update_changed(changed: list[HumanLoop]) -> None:
-    """UPDATE the changed rows; status_changed_at only where the status itself changed."""
-    common = ["flow_definition", "status", "creation_time", "failure_reason", "output_s3_uri", "last_seen_at",
-              "deleted_upstream", "deleted_upstream_at"]
-    moved = [loop for loop in changed if not getattr(loop, "_keep_status_time", False)]
-    kept = [loop for loop in changed if getattr(loop, "_keep_status_time", False)]
-    if moved:
-        HumanLoop.objects.bulk_update(moved, common + ["status_changed_at"])
-    if kept:
-        HumanLoop.objects.bulk_update(kept, common)
 
 
 def _output_uri(fd: FlowDefinition, name: str, created: datetime) -> str:
