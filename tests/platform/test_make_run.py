@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -43,15 +44,36 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def redis_for_tests() -> str:
-    # CI exports a Redis db of its own for the run; locally this helper's db 4.
-    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/4")
+@pytest.fixture
+def private_redis_url():
+    """An empty Redis database of its own, flushed afterwards.
+
+    Not REDIS_URL's: a Celery worker another test left running on that database would
+    take the tasks this run's beat sends (and run them against its own database), and
+    this run's worker would take theirs.
+    """
+    import redis
+
+    parsed = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    taken = int(parsed.path.strip("/") or 0)
+    try:
+        redis.Redis.from_url(parsed.geturl(), socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"no Redis answers at REDIS_URL ({exc}); the embedded-broker case still runs")
+    for db in range(15, -1, -1):
+        url = urlunsplit((parsed.scheme, parsed.netloc, f"/{db}", "", ""))
+        client = redis.Redis.from_url(url)
+        if db != taken and client.dbsize() == 0:
+            yield url
+            client.flushdb()
+            return
+    pytest.skip("no empty Redis database to give this test")
 
 
 class MakeRun:
     """scripts/run.py as a subprocess, its output collected line by line."""
 
-    def __init__(self, tmp_path: Path, broker: str):
+    def __init__(self, tmp_path: Path, redis_url: str | None):
         self.var = tmp_path / "var"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CELERY_", "RUN_"))}
         env.update(
@@ -63,7 +85,7 @@ class MakeRun:
             RUN_STOP_TIMEOUT="15",
             DATABASE_URL=f"sqlite:///{self.var / 'dashboard.sqlite3'}",
             # A port where nothing listens makes run.py fall back to the embedded broker.
-            REDIS_URL=redis_for_tests() if broker == "redis" else f"redis://127.0.0.1:{free_port()}/0",
+            REDIS_URL=redis_url or f"redis://127.0.0.1:{free_port()}/0",
             PYTHONUNBUFFERED="1",
         )
         self.lines: list[str] = []
@@ -159,8 +181,9 @@ def make_run(tmp_path):
         pytest.skip(reason)
     runs: list[MakeRun] = []
 
-    def start(broker: str) -> MakeRun:
-        runs.append(MakeRun(tmp_path, broker))
+    def start(redis_url: str | None) -> MakeRun:
+        """Start scripts/run.py with Redis at redis_url, or with no Redis answering when None."""
+        runs.append(MakeRun(tmp_path, redis_url))
         return runs[-1]
 
     yield start
@@ -169,15 +192,21 @@ def make_run(tmp_path):
             run.kill_everything()
 
 
-@pytest.mark.parametrize("broker", ["redis", "embedded"])
+@pytest.fixture(params=["redis", "embedded"])
+def broker(request):
+    """(Redis URL or None, the broker line run.py must print)."""
+    if request.param == "embedded":
+        return None, "EMBEDDED broker: kombu filesystem transport"
+    url = request.getfixturevalue("private_redis_url")
+    return url, f"broker: Redis at {url}"
+
+
 def test_make_run_serves_the_dashboard_and_ctrl_c_stops_everything(make_run, broker):
-    run = make_run(broker)
+    redis_url, broker_line = broker
+    run = make_run(redis_url)
     url = run.wait_for(BANNER_URL, timeout=240).group(1)
     username, password = run.wait_for(BANNER_LOGIN, timeout=5).groups()
-    if broker == "redis":
-        assert f"broker: Redis at {redis_for_tests()}" in run.output
-    else:
-        assert "EMBEDDED broker: kombu filesystem transport" in run.output
+    assert broker_line in run.output
 
     # The up-front sync filled the database before the first page load.
     db = run.var / "dashboard.sqlite3"
@@ -204,7 +233,7 @@ def test_make_run_serves_the_dashboard_and_ctrl_c_stops_everything(make_run, bro
 
 
 def test_make_run_stops_everything_when_a_child_dies(make_run):
-    run = make_run("embedded")
+    run = make_run(None)
     run.wait_for(BANNER_URL, timeout=240)
     children = run.children()
     os.kill(children["a2i-local"], signal.SIGKILL)
