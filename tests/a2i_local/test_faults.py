@@ -62,6 +62,7 @@ def test_throttle_buckets_are_per_operation_and_refill(a2i, client, flow_arn):
 
 
 def test_throttle_burst_is_one_second_of_traffic(a2i, client, flow_arn):
+    client.list_human_loops(FlowDefinitionArn=flow_arn)  # connect before the clock starts
     a2i.configure(throttle_tps=3)
     started = time.monotonic()
     allowed = 0
@@ -73,8 +74,9 @@ def test_throttle_burst_is_one_second_of_traffic(a2i, client, flow_arn):
             pass
     elapsed = time.monotonic() - started
     # A full bucket of 3, plus whatever refilled at 3 tokens/s while the requests ran.
+    # On a loaded machine the requests can be slow enough to refill the bucket, so the
+    # upper bound grows with the elapsed time instead of being a fixed 3.
     assert 3 <= allowed <= 3 + int(elapsed * 3) + 1
-    assert allowed < 10
 
 
 def test_throttle_can_be_switched_off_live(a2i, client, flow_arn):
