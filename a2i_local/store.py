@@ -179,7 +179,11 @@ class Store(FlowDefinitionMixin):
         self.process_due()
 
     def subscribe(self, callback: Callable[[dict], None]) -> None:
+        """Call ``callback(loop_dict)`` after commit when a loop reaches Completed, Failed or Stopped."""
         self._listeners.append(callback)
+
+    def unsubscribe(self, callback: Callable[[dict], None]) -> None:
+        self._listeners.remove(callback)
 
     def _notify(self, loops: list[dict]) -> None:
         for loop in loops:
