@@ -193,6 +193,12 @@ class Workforce:
                     answer, worker_id, spent = make_answer(fate)
                     self.store.complete_loop(name, answer, worker_id=worker_id, time_spent_seconds=spent)
                     counts["completed"] += 1
+            except errors.OutputWriteError as exc:
+                # S3 is down or misconfigured: every completion would fail the same way,
+                # slowly. Say so once and try again next tick.
+                counts["skipped"] += 1
+                logger.warning("workforce could not write output.json for %s, pausing reviews: %s", name, exc.message)
+                break
             except errors.AwsError as exc:  # stopped/deleted meanwhile: not ours any more
                 counts["skipped"] += 1
                 logger.debug("workforce skipped %s: %s", name, exc.message)
