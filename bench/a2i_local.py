@@ -154,19 +154,24 @@ def measure_raw(url: str, arns: list[str], requests: int, rng: random.Random) ->
     connection = http.client.HTTPConnection("127.0.0.1", port)
     now = datetime.now(timezone.utc)
     samples: list[float] = []
+    by_kind: dict[str, list[float]] = {"no_time_filter": [], "creation_time_before": [], "creation_time_after": []}
     loops_seen = 0
     while len(samples) < requests:
         params = {"FlowDefinitionArn": rng.choice(arns), "MaxResults": 100,
                   "SortOrder": rng.choice(["Ascending", "Descending"])}
         where = rng.random()
         moment = now - timedelta(seconds=rng.uniform(0, 30 * 86400))
+        kind = "no_time_filter"
         if where < 0.4:
             params["CreationTimeBefore"] = iso(moment)
+            kind = "creation_time_before"
         elif where < 0.8:
             params["CreationTimeAfter"] = iso(moment)
+            kind = "creation_time_after"
         for _ in range(rng.randint(1, 20)):  # follow the chain a random number of pages
             elapsed, page = timed_list(connection, params)
             samples.append(elapsed)
+            by_kind[kind].append(elapsed)
             loops_seen += len(page["HumanLoopSummaries"])
             if "NextToken" not in page or len(samples) >= requests:
                 break
@@ -186,6 +191,7 @@ def measure_raw(url: str, arns: list[str], requests: int, rng: random.Random) ->
     deep = summarize_ms(chain[first_deep:])
     deep["from_page"] = first_deep + 1
     return {"random": summarize_ms(samples), "deep_pages": deep,
+            "random_by_filter": {kind: summarize_ms(values) for kind, values in by_kind.items() if values},
             "mean_loops_per_page": round(loops_seen / max(1, len(samples)), 1)}
 
 
