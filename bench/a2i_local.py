@@ -122,7 +122,7 @@ def boto_client(service: str, url: str, *, fast_timestamps: bool = False):
         session = boto3.session.Session(botocore_session=core)
     return (session or boto3).client(
         service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
-        aws_secret_access_key="bench", config=Config(retries={"max_attempts": 1}),
+        aws_secret_access_key="bench", config=Config(retries={"total_max_attempts": 1}),
     )
 
 

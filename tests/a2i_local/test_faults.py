@@ -6,7 +6,9 @@ import time
 import pytest
 from botocore.config import Config
 
-NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
+# botocore's retries "max_attempts" counts retries after the first try (1 would mean two
+# attempts); total_max_attempts=1 is a single attempt, so each fault reaches the test.
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 @pytest.fixture
@@ -29,6 +31,7 @@ def assert_aws_error(excinfo, code, status):
     error = excinfo.value.response
     assert error["Error"]["Code"] == code
     assert error["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert error["ResponseMetadata"]["RetryAttempts"] == 0  # the fault was observed, not retried away
     assert error["Error"]["Message"]
 
 
