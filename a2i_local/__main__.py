@@ -139,7 +139,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def seed(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .seed import seed_connection
-    from .store import connect
+    from .schema import connect
 
     if args.flow_definitions < 1:
         parser.error("--flow-definitions must be at least 1")

@@ -12,7 +12,7 @@ import json
 import random
 import sqlite3
 
-from .store import INDEX_NAMES, INDEX_STATEMENTS
+from .schema import INDEX_NAMES, INDEX_STATEMENTS
 
 DAY_MS = 86_400_000
 SEED_LIFETIME_S = 864_000  # 10 days

@@ -29,7 +29,7 @@ from .tokens import TokenCodec
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 16 * 1024 * 1024  # InputContent is at most 3 MiB; leave room for JSON escaping
+MAX_BODY = 32 * 1024 * 1024  # InputContent is at most 3 MiB characters; JSON escaping can multiply that by 6
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _RUNTIME_JSON = "application/json"
 _SAGEMAKER_JSON = "application/x-amz-json-1.1"

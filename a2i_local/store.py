@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -28,120 +27,15 @@ from datetime import datetime
 from . import errors, output
 from .config import Options
 from .flowdefs import FlowDefinitionMixin, FlowDefinitionRecord
+from .schema import _FAR, _LIST_SQL, connect, list_params
 from .timestamps import format_iso_ms, ms_to_datetime
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS flow_definitions (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    arn TEXT NOT NULL UNIQUE,
-    creation_ms INTEGER NOT NULL,
-    active_at_ms INTEGER NOT NULL,   -- Initializing before this time, Active after
-    lifetime_s INTEGER NOT NULL,     -- HumanLoopConfig.TaskAvailabilityLifetimeInSeconds
-    output_path TEXT NOT NULL,       -- S3OutputPath without a trailing slash
-    spec TEXT NOT NULL               -- the Describe fields given at create, as JSON
-);
--- Serves ListFlowDefinitions (keyset range in either order).
-CREATE INDEX IF NOT EXISTS flow_definitions_list ON flow_definitions (creation_ms, id);
-CREATE TABLE IF NOT EXISTS loops (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    flow_definition_id INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    creation_ms INTEGER NOT NULL,
-    due_ms INTEGER,                  -- next timed transition (expiry / Stopped), else NULL
-    failure_code TEXT,
-    failure_reason TEXT,
-    input_content TEXT NOT NULL,
-    classifiers TEXT                 -- JSON list or NULL
-);
-"""
-# Created after bulk seeding too (seed.py drops and recreates them for speed).
-INDEX_STATEMENTS = (
-    # Names are unique among existing loops; DeleteHumanLoop removes the row, freeing the name.
-    "CREATE UNIQUE INDEX IF NOT EXISTS loops_name ON loops (name)",
-    # Serves ListHumanLoops: a keyset range scan per flow definition, either sort order.
-    "CREATE INDEX IF NOT EXISTS loops_list ON loops (flow_definition_id, creation_ms, id)",
-    # Serves process_due (expiry and Stopping -> Stopped) and the reaper's min(due_ms).
-    "CREATE INDEX IF NOT EXISTS loops_due ON loops (status, due_ms)",
-    # Serves in_progress_loops (the workforce takes the oldest InProgress loops first) and the
-    # active-loop count of max_active_loops.
-    "CREATE INDEX IF NOT EXISTS loops_status_creation ON loops (status, creation_ms)",
-)
-INDEX_NAMES = ("loops_name", "loops_list", "loops_due", "loops_status_creation")
-
 TERMINAL = ("Completed", "Failed", "Stopped")
 EXPIRED_REASON = "The human loop expired: TaskAvailabilityLifetimeInSeconds passed before it was completed."
-_FAR = 1 << 62  # sentinel bound: lets one prepared statement serve filtered and unfiltered lists
 
 _LOOP_COLUMNS = "id, name, flow_definition_id, status, creation_ms, failure_code, failure_reason"
-
-# Each HumanLoopSummary is serialised by SQLite itself (json_object escapes, strftime
-# formats the millisecond timestamp exactly like timestamps.format_iso_ms): building 100
-# dicts and formatting 100 datetimes in Python was most of a list request's time.
-# FailureReason is left out when absent, as AWS does.
-_SUMMARY_JSON = (
-    "CASE WHEN failure_reason IS NULL THEN json_object("
-    "'HumanLoopName', name, 'HumanLoopStatus', status, "
-    "'CreationTime', strftime('%Y-%m-%dT%H:%M:%fZ', creation_ms / 1000.0, 'unixepoch'), "
-    "'FlowDefinitionArn', :arn) "
-    "ELSE json_object("
-    "'HumanLoopName', name, 'HumanLoopStatus', status, "
-    "'CreationTime', strftime('%Y-%m-%dT%H:%M:%fZ', creation_ms / 1000.0, 'unixepoch'), "
-    "'FailureReason', failure_reason, 'FlowDefinitionArn', :arn) END"
-)
-
-# The keyset position is folded into a plain range on creation_ms (which SQLite uses as
-# the index bound) plus a filter for ties on creation_ms; a row-value comparison alone
-# would not bound the index scan and deep pages would scan from the top.
-_LIST_SQL = {
-    "Descending": (
-        f"SELECT id, creation_ms, {_SUMMARY_JSON} FROM loops "
-        "WHERE flow_definition_id = :fd AND creation_ms >= :low AND creation_ms <= :high "
-        "AND (creation_ms < :pc OR id < :pid) ORDER BY creation_ms DESC, id DESC LIMIT :limit"
-    ),
-    "Ascending": (
-        f"SELECT id, creation_ms, {_SUMMARY_JSON} FROM loops "
-        "WHERE flow_definition_id = :fd AND creation_ms >= :low AND creation_ms <= :high "
-        "AND (creation_ms > :pc OR id > :pid) ORDER BY creation_ms ASC, id ASC LIMIT :limit"
-    ),
-}
-
-
-def list_params(fd: FlowDefinitionRecord, sort_order: str, after_ms: int | None, before_ms: int | None,
-                position: tuple[int, int] | None, limit: int) -> dict:
-    """Named parameters for _LIST_SQL. After is inclusive, Before exclusive; the keyset
-    position narrows the creation_ms range on its side."""
-    low = -_FAR if after_ms is None else after_ms
-    high = _FAR if before_ms is None else before_ms - 1
-    if sort_order == "Descending":
-        pc, pid = position or (_FAR, _FAR)
-        high = min(high, pc)
-    else:
-        pc, pid = position or (-_FAR, -_FAR)
-        low = max(low, pc)
-    return {"fd": fd.id, "arn": fd.arn, "low": low, "high": high, "pc": pc, "pid": pid, "limit": limit}
-
-
-def connect(path: str | None) -> sqlite3.Connection:
-    """Open (and create) the database; in memory when ``path`` is None."""
-    conn = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None,
-                           cached_statements=256)
-    if path:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        # Reads through mmap skip a copy into SQLite's page cache: list pages of a
-        # 1,000,000-loop file stay within the latency budget.
-        conn.execute("PRAGMA mmap_size=1073741824")
-    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB
-    conn.executescript(SCHEMA)
-    for statement in INDEX_STATEMENTS:
-        conn.execute(statement)
-    return conn
-
 
 class Store(FlowDefinitionMixin):
     def __init__(self, options: Options):
@@ -151,6 +45,7 @@ class Store(FlowDefinitionMixin):
         self._listeners: list[Callable[[dict], None]] = []
         self._clock_offset_ms = 0
         self._next_due_ms = 0  # earliest due_ms of any loop; process_due skips SQL before it
+        self._completing: set[int] = set()  # loops whose output.json is being written
         self.token_key = self._load_token_key()
         self._load_flow_definitions()
 
@@ -365,15 +260,37 @@ class Store(FlowDefinitionMixin):
             row = self._get_row(name)
             if row[3] != "InProgress":
                 raise errors.InvalidLoopState(f"Human loop '{name}' is {row[3]}; only an InProgress loop can be completed.")
+            # Claim the loop so a concurrent complete cannot overwrite this output.json.
+            if row[0] in self._completing:
+                raise errors.InvalidLoopState(f"Human loop '{name}' is already being completed.")
+            self._completing.add(row[0])
             input_content = self._db.execute("SELECT input_content FROM loops WHERE id = ?", (row[0],)).fetchone()[0]
             loop = self._loop_dict(row)
             now = self.now_ms()
+        try:
+            self._write_output(loop, row[4], now, input_content, answer_content, worker_id, time_spent_seconds)
+            with self._lock:
+                cur = self._db.execute(
+                    "UPDATE loops SET status = 'Completed', due_ms = NULL WHERE id = ? AND status = 'InProgress'",
+                    (row[0],))
+                if cur.rowcount == 0:
+                    raise errors.InvalidLoopState(f"Human loop '{name}' changed state while its output was written.")
+        finally:
+            with self._lock:
+                self._completing.discard(row[0])
+        loop["HumanLoopStatus"] = "Completed"
+        self._notify([loop])
+        return loop
+
+    def _write_output(self, loop: dict, creation_ms: int, now: int, input_content: str, answer_content: dict,
+                      worker_id: str | None, time_spent_seconds: float | None) -> None:
+        """Build output.json (A2I-NOTES 3, custom task type) and PUT it at the loop's OutputS3Uri."""
         spent = 0.0 if time_spent_seconds is None else float(time_spent_seconds)
         document = {
             "flowDefinitionArn": loop["FlowDefinitionArn"],
             "humanAnswers": [{
                 "answerContent": answer_content,
-                "acceptanceTime": format_iso_ms(max(row[4], now - int(spent * 1000))),
+                "acceptanceTime": format_iso_ms(max(creation_ms, now - int(spent * 1000))),
                 "submissionTime": format_iso_ms(now),
                 "timeSpentInSeconds": spent,
                 "workerId": worker_id or "a2i-local-worker",
@@ -382,18 +299,10 @@ class Store(FlowDefinitionMixin):
                     "issuer": f"https://cognito-idp.{self.options.region}.amazonaws.com/{self.options.region}_a2ilocal",
                     "sub": worker_id or "a2i-local-worker"}},
             }],
-            "humanLoopName": name,
+            "humanLoopName": loop["HumanLoopName"],
             "inputContent": json.loads(input_content),
         }
         output.write_output(self.options, loop["OutputS3Uri"], document)
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE loops SET status = 'Completed', due_ms = NULL WHERE id = ? AND status = 'InProgress'", (row[0],))
-            if cur.rowcount == 0:
-                raise errors.InvalidLoopState(f"Human loop '{name}' changed state while its output was written.")
-            loop["HumanLoopStatus"] = "Completed"
-        self._notify([loop])
-        return loop
 
     def fail_loop(self, name: str, failure_code: str, failure_reason: str) -> dict:
         """InProgress -> Failed with the given FailureCode (ValidationError|Expired|InternalError)."""
