@@ -86,9 +86,12 @@ class LoopFilterForm(forms.Form):
 
 
 class LoopFilter(django_filters.FilterSet):
-    flow_definition = FlowDefinitionFilter(label="Flow definition", choices=[])
+    flow_definition = FlowDefinitionFilter(label="Flow definition", choices=[], distinct=False)
     status = django_filters.MultipleChoiceFilter(
         label="Status",
+        # No SELECT DISTINCT (django-filter's default for multiple choices): a plain
+        # column IN (...) cannot duplicate rows, and DISTINCT defeats the indexes.
+        distinct=False,
         choices=HumanLoopStatus.choices,
         widget=forms.CheckboxSelectMultiple,
     )

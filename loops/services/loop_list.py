@@ -17,6 +17,7 @@ PostgreSQL), inside a StreamingHttpResponse: memory stays flat.
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils.encoding import force_str
-from django_tables2.rows import BoundRow
 
 from loops.models import FlowDefinition
 
@@ -82,8 +82,8 @@ def _count_from_stats(active_filters: dict) -> LoopCount | None:
         flow_definitions = flow_definitions.filter(Q(arn__in=values) | Q(name__in=values))
     statuses = active_filters.get("status")
     total, refreshed = 0, None
-    for stats, refreshed_at in flow_definitions.values_list("stats", "stats_refreshed_at"):
-        counts = (stats or {}).get("status_counts")
+    # Only the status_counts key of the JSON document (the chart buckets are bigger).
+    for counts, refreshed_at in flow_definitions.values_list("stats__status_counts", "stats_refreshed_at"):
         if counts is None:
             return None  # never refreshed: no basis for an estimate
         total += sum(n for status, n in counts.items() if not statuses or status in statuses)
@@ -112,14 +112,40 @@ def export_columns(table) -> list:
     return [column for column in table.columns.iterall() if not column.column.exclude_from_export]
 
 
+def _getter(table, bound_column):
+    """record -> exported value, with Table.as_values semantics (value_<name>, else render_<name>,
+    else the accessor's value) but resolved once per column instead of once per cell: the
+    generic per-cell path (signature inspection each time) exported ~1,000 rows/s."""
+    name = bound_column.name
+    accessor = str(bound_column.accessor)
+    method = getattr(table, f"value_{name}", None) or getattr(table, f"render_{name}", None)
+
+    def plain(record):
+        value = record
+        for part in accessor.split("__"):
+            value = getattr(value, part, None)
+            if value is None:
+                break
+        return value
+
+    if method is None:
+        return plain
+    parameters = inspect.signature(method).parameters
+    if "record" in parameters and "value" not in parameters:
+        return lambda record: method(record=record)
+    if "value" in parameters and "record" not in parameters:
+        return lambda record: method(value=plain(record))
+    return lambda record: method(record=record, value=plain(record))
+
+
 def iter_export_rows(table, queryset: QuerySet, chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple[list, list]]:
     """Yield (headers, None) first, then (headers, values) per loop, reading the DB in chunks."""
     columns = export_columns(table)
     headers = [force_str(column.header, strings_only=True) for column in columns]
+    getters = [_getter(table, column) for column in columns]
     yield headers, None
     for record in queryset.iterator(chunk_size=chunk_size):
-        row = BoundRow(record, table=table)
-        yield headers, [force_str(row.get_cell_value(column.name), strings_only=True) for column in columns]
+        yield headers, [force_str(get(record), strings_only=True) for get in getters]
 
 
 class _Echo:

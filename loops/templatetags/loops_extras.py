@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from html import escape
 from datetime import UTC, datetime, timedelta
 
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
 
@@ -81,6 +83,16 @@ def timestamp(value):
         utc(moment),
         utc(moment),
         reltime(moment),
+    )
+
+
+def timestamp_html(moment: datetime | None, now: datetime | None = None) -> SafeString:
+    """Same markup as {% timestamp %}, for the loop table's hot path (stdlib escaping, no format_html)."""
+    if moment is None:
+        return mark_safe('<span class="muted">—</span>')
+    text = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return mark_safe(
+        f'<time datetime="{moment.isoformat()}" title="{text}">{text}<span class="rel">{escape(reltime(moment, now))}</span></time>'
     )
 
 

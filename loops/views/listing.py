@@ -17,6 +17,7 @@ from loops.services.loop_pages import explain_empty_result
 from loops.tables import LoopTable
 
 PER_PAGE = 50
+SORTABLE_COLUMNS = frozenset(name for name, column in LoopTable.base_columns.items() if column.orderable is not False)
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 # Pages are OFFSET-based; beyond this the offset itself gets slow, and nobody reads page 20,001.
 MAX_PAGE = 20_000
@@ -37,8 +38,7 @@ def loop_list(request):
 
     problems: list[str] = []
     sort = request.GET.get("sort", "")
-    probe = LoopTable([], flow_definitions=flow_definitions)
-    allowed_sorts = {name for name, column in probe.columns.items() if column.orderable}
+    allowed_sorts = SORTABLE_COLUMNS
     if sort and sort.lstrip("-") not in allowed_sorts:
         problems.append(f"Cannot sort by {sort!r}: sort by one of {', '.join(sorted(allowed_sorts))} (prefix - for descending).")
         sort = ""
@@ -52,7 +52,8 @@ def loop_list(request):
         flow_definitions=flow_definitions,
         order_by=sort or None,
         exclude=() if (can_stop or can_delete) else ("select",),
-        request=request,
+        # No request=: RequestConfig would paginate with Django's Paginator, i.e. an
+        # exact COUNT(*) of the whole result. We paginate lazily below.
     )
 
     if export:

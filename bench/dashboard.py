@@ -1,0 +1,313 @@
+"""Benchmark the dashboard pages on a big PostgreSQL database (issue 4, "Speed").
+
+Fills the PostgreSQL database `bench_dash` (created and migrated here) with N loops
+(default 1,000,000) across 10 flow definitions, server-side (`INSERT ... SELECT
+generate_series`): creation times spread over 30 days, a realistic status mix
+(InProgress only in the last day), failure codes, 1 % deleted upstream, and a
+status-history row (InProgress -> Completed) per completed loop. Then VACUUM ANALYZE
+and refresh every flow definition's stats (timed: that is what the sync does after
+every run).
+
+Then, over R sequential requests each (default 200, after 10 warm-up requests), it
+reports p50/p95/max latency of:
+
+- the loop list, unfiltered first page        (target p95 <= 50 ms)
+- flow definition + status + 7-day window     (target p95 <= 50 ms)
+- a deep page (page 500)                       (target p95 <= 50 ms)
+- the overview                                 (target p95 <= 100 ms)
+
+and an export of 100,000 rows (one flow definition) as CSV, streamed: rows/s and the
+peak Python memory (tracemalloc) beside that of a 10x smaller export, to show it is flat.
+
+Requests go through Django's test Client in-process with a logged-in user (with the
+stop/delete permissions, so the checkbox column and bulk bar render too): the whole
+Django stack (middleware, sessions, auth, view, ORM, templates) but no HTTP server.
+The database is reused when it already holds N loops (--refill to rebuild).
+
+Usage: python -m bench.dashboard [--loops N] [--requests R] [--export-rows E] [--refill] [--quick]
+Prints a summary and writes bench/results/dashboard.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "dashboard.json"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_dash"
+FLOW_DEFINITIONS = 10
+ACCOUNT = "123456789012"
+TARGETS_MS = {"list_first_page": 50, "list_fd_status_7d": 50, "list_deep_page": 50, "overview": 100}
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(url: str) -> None:
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.conf import settings
+
+    django.setup()
+    # DEBUG would log every query in memory (and slow each one); production runs without it.
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def fill(loops: int) -> dict:
+    """Empty the tables and insert FLOW_DEFINITIONS flow definitions and `loops` loops server-side."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from loops.models import FlowDefinition
+
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE loops_humanloopstatuschange, loops_loopaction, loops_loopactionbatch, loops_humanloop, "
+            "loops_syncrun, loops_workerheartbeat, loops_flowdefinition RESTART IDENTITY CASCADE"
+        )
+    now = timezone.now()
+    fds = [
+        FlowDefinition.objects.create(
+            arn=f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:flow-definition/bench-fd-{i}",
+            name=f"bench-fd-{i}",
+            region="us-east-1",
+            status="Active",
+            creation_time=now - timezone.timedelta(days=90),
+            output_s3_path=f"s3://bench-output/fd-{i}",
+            task_title=f"Bench task {i}",
+            task_count=1,
+            task_availability_lifetime_seconds=86400,
+            task_time_limit_seconds=3600,
+            last_sync_succeeded_at=now,
+        )
+        for i in range(FLOW_DEFINITIONS)
+    ]
+    first_id = fds[0].pk
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setseed(0.42)")
+        # One pass: random creation time over 30 days, status by age (nothing older than
+        # a day is still InProgress: the lifetime is 1 day), inserted in creation order
+        # like the sync does, so ids grow with creation time.
+        cursor.execute(
+            f"""
+            INSERT INTO loops_humanloop (flow_definition_id, name, arn, status, creation_time, failure_code,
+                failure_reason, output_s3_uri, first_seen_at, last_seen_at, status_changed_at,
+                deleted_upstream, deleted_upstream_at)
+            SELECT {first_id} + (g %% {FLOW_DEFINITIONS}),
+                   'loop-' || g,
+                   'arn:aws:sagemaker:us-east-1:{ACCOUNT}:human-loop/loop-' || g,
+                   st,
+                   created,
+                   CASE WHEN st = 'Failed' THEN (CASE WHEN r2 < 0.6 THEN 'Expired' WHEN r2 < 0.85 THEN 'InternalError'
+                                                      ELSE 'ValidationError' END) ELSE '' END,
+                   CASE WHEN st = 'Failed' THEN 'The human loop failed: ' || g ELSE '' END,
+                   's3://bench-output/fd-' || (g %% {FLOW_DEFINITIONS}) || '/' || to_char(created, 'YYYY/MM/DD/HH24/MI/SS')
+                       || '/loop-' || g || '/output.json',
+                   created, created, created,
+                   r3 < 0.01,
+                   CASE WHEN r3 < 0.01 THEN created + interval '1 day' END
+            FROM (
+                SELECT g, created, r2, r3,
+                       CASE WHEN created > now() - interval '1 day' AND r < 0.35 THEN 'InProgress'
+                            WHEN r < 0.84 THEN 'Completed'
+                            WHEN r < 0.92 THEN 'Failed'
+                            WHEN r < 0.995 THEN 'Stopped'
+                            ELSE 'Stopping' END AS st
+                FROM (
+                    SELECT g, now() - random() * interval '30 days' AS created, random() AS r, random() AS r2, random() AS r3
+                    FROM generate_series(1, %s) AS g
+                ) AS raw
+            ) AS s
+            ORDER BY created
+            """,
+            [loops],
+        )
+        # The observed completion of each completed loop: review time ~ exponential, mean 15 min.
+        cursor.execute(
+            """
+            INSERT INTO loops_humanloopstatuschange (loop_id, from_status, to_status, observed_at)
+            SELECT id, 'InProgress', 'Completed', creation_time + (-ln(1 - random()) * 900) * interval '1 second'
+            FROM loops_humanloop WHERE status = 'Completed'
+            """
+        )
+    insert_seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    return {"insert_seconds": round(insert_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1)}
+
+
+def refresh_stats() -> dict:
+    from loops.models import FlowDefinition
+    from loops.services.stats import refresh_flow_definition_stats
+
+    seconds = []
+    for fd in FlowDefinition.objects.order_by("pk"):
+        started = time.perf_counter()
+        refresh_flow_definition_stats(fd)
+        seconds.append(time.perf_counter() - started)
+    return {"per_flow_definition_max_s": round(max(seconds), 3), "per_flow_definition_mean_s": round(statistics.mean(seconds), 3)}
+
+
+def logged_in_client():
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    user, _ = User.objects.get_or_create(username="bench")
+    user.user_permissions.set(Permission.objects.filter(codename__in=["stop_humanloop", "delete_humanloop"]))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    lower = int(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def time_requests(client, url: str, requests: int) -> dict:
+    for _ in range(10):
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+    samples = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        response = client.get(url)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+    count = response.context["count"].label if response.context and "count" in response.context else None
+    return {
+        "url": url,
+        "requests": requests,
+        "p50_ms": round(statistics.median(samples), 1),
+        "p95_ms": round(percentile(samples, 0.95), 1),
+        "max_ms": round(max(samples), 1),
+        **({"count_shown": count} if count else {}),
+    }
+
+
+def measure_export(client, url: str) -> dict:
+    """Consume a streamed export chunk by chunk; peak traced Python memory while doing it."""
+    gc.collect()
+    tracemalloc.start()
+    started = time.perf_counter()
+    response = client.get(url)
+    assert response.status_code == 200 and response.streaming, url
+    size = lines = 0
+    for chunk in response.streaming_content:
+        size += len(chunk)
+        lines += chunk.count(b"\n")
+    seconds = time.perf_counter() - started
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rows = lines - 1  # CSV header
+    return {
+        "url": url,
+        "rows": rows,
+        "bytes": size,
+        "seconds_with_tracemalloc": round(seconds, 2),
+        "peak_traced_mb": round(peak / 1e6, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.dashboard", description=__doc__.split("\n")[0])
+    parser.add_argument("--loops", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--export-rows", type=int, default=100_000, help="rows of the big export (one flow definition's loops)")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DASH_DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--refill", action="store_true", help="rebuild the data even if the database already holds --loops loops")
+    parser.add_argument("--quick", action="store_true", help="50,000 loops, 50 requests, 5,000-row export")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.loops, args.requests, args.export_rows = 50_000, 50, 5_000
+
+    ensure_database(args.database_url)
+    setup_django(args.database_url)
+    from loops.models import FlowDefinition, HumanLoop
+
+    result: dict = {
+        "benchmark": "dashboard",
+        "loops": args.loops,
+        "flow_definitions": FLOW_DEFINITIONS,
+        "requests_per_scenario": args.requests,
+        "client": "django.test.Client in-process, logged-in user with stop/delete permissions (no HTTP server)",
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+    }
+    existing = HumanLoop.objects.count()
+    if args.refill or existing != args.loops or FlowDefinition.objects.count() != FLOW_DEFINITIONS:
+        print(f"filling {args.database_url.rsplit('/', 1)[1]} with {args.loops:,} loops...", flush=True)
+        result["fill"] = fill(args.loops)
+        print(f"  filled in {result['fill']['total_seconds']} s", flush=True)
+    else:
+        print(f"reusing {existing:,} loops already in the database", flush=True)
+    result["stats_refresh"] = refresh_stats()
+    print(f"stats refresh per flow definition: max {result['stats_refresh']['per_flow_definition_max_s']} s", flush=True)
+
+    client = logged_in_client()
+    fd = FlowDefinition.objects.order_by("pk")[3]
+    scenarios = {
+        "list_first_page": "/loops/",
+        "list_fd_status_7d": f"/loops/?flow_definition={fd.arn}&status=Completed&window=7d",
+        "list_deep_page": "/loops/?page=500",
+        "overview": "/",
+    }
+    result["pages"] = {}
+    for name, url in scenarios.items():
+        figures = time_requests(client, url, args.requests)
+        figures["target_p95_ms"] = TARGETS_MS[name]
+        figures["meets_target"] = figures["p95_ms"] <= TARGETS_MS[name]
+        result["pages"][name] = figures
+        print(f"{name:<20} p50 {figures['p50_ms']:6.1f} ms  p95 {figures['p95_ms']:6.1f} ms  max {figures['max_ms']:6.1f} ms"
+              f"  (target p95 <= {TARGETS_MS[name]} ms: {'ok' if figures['meets_target'] else 'MISSED'})", flush=True)
+
+    # One flow definition holds loops/10 loops: with the default sizes, exactly 100,000.
+    fd_rows = HumanLoop.objects.filter(flow_definition=fd, deleted_upstream=False).count()
+    big_url = f"/loops/?flow_definition={fd.arn}&_export=csv"
+    if fd_rows < args.export_rows * 0.9:
+        big_url = "/loops/?_export=csv"  # small fills: take everything
+    small_url = f"/loops/?flow_definition={fd.arn}&status=Failed&_export=csv"
+    big = measure_export(client, big_url)
+    small = measure_export(client, small_url)
+    result["export"] = {
+        "big": big,
+        "small": small,
+        "peak_ratio_big_to_small": round(big["peak_traced_mb"] / small["peak_traced_mb"], 2) if small["peak_traced_mb"] else None,
+        "streamed": True,
+    }
+    print(f"export {big['rows']:,} rows: {big['seconds_with_tracemalloc']} s, peak {big['peak_traced_mb']} MB traced;"
+          f" {small['rows']:,} rows: peak {small['peak_traced_mb']} MB (flat when these are close)", flush=True)
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
