@@ -60,7 +60,6 @@ def empty_database(url: str) -> None:
             "TRUNCATE loops_humanloopstatuschange, loops_loopaction, loops_loopactionbatch, loops_humanloop, "
             "loops_syncrun, loops_workerheartbeat, loops_flowdefinition RESTART IDENTITY CASCADE"
         )
-        conn.execute("VACUUM ANALYZE")
 
 
 def child(phase: str, env: dict, *args: str) -> dict:

@@ -9,6 +9,7 @@ Every function runs inside the caller's transaction.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,10 +56,44 @@ def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+@contextmanager
+def relaxed_durability():
+    """Commit sync pages without waiting for the WAL flush (PostgreSQL `synchronous_commit=off`).
+
+    Safe here because every row the sync writes can be re-derived from A2I: a PostgreSQL
+    crash loses at most the last fraction of a second of pages (never corrupts), and the
+    next sync writes them again. It roughly halves the cost of a page's COMMIT. Actions
+    and everything else keep full durability: the setting is reset on the way out.
+    """
+    if not _postgres():
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+    try:
+        yield
+    finally:
+        if connection.connection is not None and not connection.needs_rollback:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET synchronous_commit")
+
+
+def _array_cursor():
+    """A psycopg cursor with server-side binding on Django's connection (same transaction).
+
+    Django's psycopg backend binds parameters client-side, quoting every array element
+    in Python; server-side binding sends the arrays as parameters (about 3x cheaper).
+    """
+    import psycopg
+
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
 def fetch_stored(arns: list[str]) -> dict[str, StoredLoop]:
     """The stored rows of these ARNs, by ARN (one query, served by the unique ARN index)."""
     if _postgres():
-        with connection.cursor() as cursor:
+        with _array_cursor() as cursor:
             cursor.execute(
                 f"SELECT arn, id, status, creation_time, failure_reason, deleted_upstream, flow_definition_id "
                 f"FROM {LOOPS} WHERE arn = ANY(%s)",
@@ -76,7 +111,7 @@ def insert_loops(flow_definition_id: int, rows: list[LoopRow], now: datetime) ->
     if not rows:
         return []
     if _postgres():
-        with connection.cursor() as cursor:
+        with _array_cursor() as cursor:
             cursor.execute(
                 f"""
                 WITH new AS (
@@ -132,7 +167,7 @@ def update_loops(flow_definition_id: int, changes: list[LoopChange], now: dateti
         if c.from_status is not None
     ]
     if _postgres():
-        with connection.cursor() as cursor:
+        with _array_cursor() as cursor:
             cursor.execute(
                 f"""
                 UPDATE {LOOPS} AS l SET
