@@ -5,6 +5,8 @@ SageMaker errors are all HTTP 400 with ``__type``; timestamps are epoch seconds.
 
 from __future__ import annotations
 
+import json
+
 from . import errors, validation as v
 from .flowdefs import FlowDefinitionRecord
 from .handlers_runtime import parse_json_body
@@ -12,9 +14,10 @@ from .store import Store
 from .timestamps import parse_time
 from .tokens import TokenCodec
 
-import json
 
-SageMakerViolations = lambda: v.Violations(errors.SageMakerValidationException)  # noqa: E731
+def SageMakerViolations() -> v.Violations:  # noqa: N802 - reads like the class it builds
+    """SageMaker's ValidationException travels as JSON 1.1 (__type, HTTP 400)."""
+    return v.Violations(errors.SageMakerValidationException)
 
 
 def _check_name(checks: v.Violations, name) -> None:

@@ -186,10 +186,11 @@ class _Handler(BaseHTTPRequestHandler):
         sagemaker = False
         try:
             body = self._read_body()
+            # Apply due expiries and stops first, so no request sees a loop past its time.
+            app.store.process_due()
             if path.startswith("/_local/"):
                 self._control(app, method, path, query, body, request_id)
                 return
-            app.store.process_due()
             if method == "POST" and path == "/":
                 sagemaker = True
                 target = self.headers.get("X-Amz-Target", "")

@@ -87,7 +87,8 @@ class Violations:
         if max_len is not None and len(value) > max_len:
             self.add(value, field, f"Member must have length less than or equal to {max_len}")
             ok = False
-        if pattern is not None and ok and not _compiled(pattern).match(value):
+        # AWS matches the whole value (Java's String.matches), hence fullmatch.
+        if pattern is not None and ok and not _compiled(pattern).fullmatch(value):
             self.add(value, field, f"Member must satisfy regular expression pattern: {pattern}")
             ok = False
         return ok

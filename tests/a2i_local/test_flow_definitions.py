@@ -124,6 +124,8 @@ def test_delete_while_initializing_is_resource_in_use(a2i, sagemaker):
     ("overrides", "expected"),
     [
         ({"FlowDefinitionName": "Bad_Name"}, "at 'flowDefinitionName' failed to satisfy constraint"),
+        ({"FlowDefinitionName": "good-prefix_bad"}, "Value 'good-prefix_bad' at 'flowDefinitionName' failed to "
+         "satisfy constraint: Member must satisfy regular expression pattern: ^[a-z0-9](-*[a-z0-9]){0,62}"),
         ({"OutputConfig": {"S3OutputPath": "ftp://bucket/x"}}, "at 'outputConfig.s3OutputPath'"),
         ({"RoleArn": "arn:aws:iam::123:role/too-short-account"}, "at 'roleArn'"),
         ({"HumanLoopConfig": {"WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/x",
