@@ -82,6 +82,13 @@ def test_dashboard_bulk_stop_from_the_loop_list(live_server, page, screenshot_di
     assert {a2i_status(aws, loop.name) for loop in busy[:2]} <= {"Stopping", "Stopped"}
     assert a2i_status(aws, busy[2].name) == "InProgress"
 
+    # The loop page shows the attempt; a Stopping loop offers only "Stop, then delete".
+    page.goto(f"{live_server.url}/loops/{busy[0].pk}/")
+    audit = page.inner_text("#loop-audit")
+    assert "wrong flow definition" in audit and "Succeeded" in audit
+    assert page.locator("#action-stop").count() == 0 and page.locator("#action-stop-and-delete").count() == 1
+    save_screenshot(page, screenshot_dir, "actions-loop-page")
+
 
 def test_dashboard_stop_all_matching_loops_shows_n_before_confirming(live_server, page, aws, world, operator):
     log_in(page, live_server.url, "/accounts/login/?next=/loops/", operator)
