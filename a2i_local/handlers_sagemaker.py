@@ -31,9 +31,9 @@ def _check_human_loop_config(checks: v.Violations, config) -> None:
     checks.string(config.get("WorkteamArn"), p + "workteamArn", max_len=256, pattern=v.WORKTEAM_ARN, required=True)
     checks.string(config.get("HumanTaskUiArn"), p + "humanTaskUiArn", max_len=1024, pattern=v.HUMAN_TASK_UI_ARN,
                   required=True)
-    checks.string(config.get("TaskTitle"), p + "taskTitle", min_len=1, max_len=128, pattern=r"^[\t\n\r -\uD7FF\uE000-\uFFFD]*$",
-                  required=True)
-    checks.string(config.get("TaskDescription"), p + "taskDescription", min_len=1, max_len=255, required=True)
+    checks.string(config.get("TaskTitle"), p + "taskTitle", min_len=1, max_len=128, pattern=v.TASK_TITLE, required=True)
+    checks.string(config.get("TaskDescription"), p + "taskDescription", min_len=1, max_len=255,
+                  pattern=v.TASK_DESCRIPTION, required=True)
     checks.integer(config.get("TaskCount"), p + "taskCount", min_value=1, max_value=3, required=True)
     checks.integer(config.get("TaskAvailabilityLifetimeInSeconds"), p + "taskAvailabilityLifetimeInSeconds",
                    min_value=1)
@@ -78,7 +78,15 @@ def create_flow_definition(store: Store, data: dict) -> dict:
                       required=True)
         checks.string(out.get("KmsKeyId"), "outputConfig.kmsKeyId", max_len=2048, pattern=v.KMS_KEY_ID)
     checks.string(data.get("RoleArn"), "roleArn", min_len=20, max_len=2048, pattern=v.ROLE_ARN, required=True)
-    checks.listing(data.get("Tags"), "tags", max_len=50)
+    tags = data.get("Tags")
+    if checks.listing(tags, "tags", max_len=50) and tags:
+        for i, tag in enumerate(tags):
+            field = f"tags.{i + 1}.member"
+            if checks.structure(tag, field, required=True):
+                checks.string(tag.get("Key"), field + ".key", min_len=1, max_len=128, pattern=v.TAG_PATTERN,
+                              shown_pattern=v.TAG_PATTERN_SHOWN, required=True)
+                checks.string(tag.get("Value"), field + ".value", max_len=256, pattern=v.TAG_PATTERN,
+                              shown_pattern=v.TAG_PATTERN_SHOWN, required=True)
     checks.raise_if_any()
     spec = {key: data[key] for key in ("HumanLoopRequestSource", "HumanLoopActivationConfig", "HumanLoopConfig",
                                        "OutputConfig", "RoleArn") if data.get(key) is not None}

@@ -13,16 +13,23 @@ import re
 
 from . import errors
 
-# Patterns from the botocore service models (A2I-NOTES 1.2 and 5); compiled once at import.
+# Patterns exactly as the botocore service models print them (A2I-NOTES 1.2 and 5); AWS
+# matches the whole value, so they are applied with fullmatch and compiled once.
 HUMAN_LOOP_NAME = "^[a-z0-9](-*[a-z0-9])*$"
 FLOW_DEFINITION_ARN = r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:flow-definition/.*"
-FLOW_DEFINITION_NAME = "^[a-z0-9](-*[a-z0-9]){0,62}"
+FLOW_DEFINITION_NAME = "[a-z0-9](-*[a-z0-9]){0,62}"
 WORKTEAM_ARN = r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:workteam/.*"
-HUMAN_TASK_UI_ARN = r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:human-task-ui/.*"
-ROLE_ARN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
-S3_URI = r"^(https|s3)://([^/]+)/?(.*)$"
-TASK_KEYWORD = r"^[A-Za-z0-9]+( [A-Za-z0-9]+)*$"
-KMS_KEY_ID = r"^[a-zA-Z0-9:/_-]*$"
+HUMAN_TASK_UI_ARN = r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:[0-9]{12}:human-task-ui/.*"
+ROLE_ARN = r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
+S3_URI = r"(https|s3)://([^/]+)/?(.*)"
+TASK_KEYWORD = r"[A-Za-z0-9]+( [A-Za-z0-9]+)*"
+TASK_TITLE = r"[\t\n\r -\uD7FF\uE000-\uFFFD]*"
+TASK_DESCRIPTION = ".+"
+KMS_KEY_ID = r"[a-zA-Z0-9:/_-]*"
+# The model's tag pattern uses Java's \p{L}\p{Z}\p{N}; Python's re has no \p classes, so
+# the check uses the nearest equivalent and the message shows the model's pattern.
+TAG_PATTERN_SHOWN = r"([\p{L}\p{Z}\p{N}_.:/=+\-@]*)"
+TAG_PATTERN = r"([^\W_]|[\s_.:/=+\-@])*"
 
 _COMPILED: dict[str, re.Pattern] = {}
 
@@ -74,7 +81,8 @@ class Violations:
             return False
         return True
 
-    def string(self, value, field: str, *, min_len=None, max_len=None, pattern=None, required=False) -> bool:
+    def string(self, value, field: str, *, min_len=None, max_len=None, pattern=None, shown_pattern=None,
+               required=False) -> bool:
         if value is None:
             return self.required(value, field) if required else True
         if not isinstance(value, str):
@@ -89,7 +97,7 @@ class Violations:
             ok = False
         # AWS matches the whole value (Java's String.matches), hence fullmatch.
         if pattern is not None and ok and not _compiled(pattern).fullmatch(value):
-            self.add(value, field, f"Member must satisfy regular expression pattern: {pattern}")
+            self.add(value, field, f"Member must satisfy regular expression pattern: {shown_pattern or pattern}")
             ok = False
         return ok
 

@@ -30,7 +30,7 @@ def create(sagemaker, a2i, name, **overrides):
 
 
 def test_create_then_describe_returns_the_definition_and_epoch_creation_time(a2i, sagemaker):
-    arn = create(sagemaker, a2i, "described-flow")
+    arn = create(sagemaker, a2i, "described-flow", Tags=[{"Key": "team", "Value": "Data Science: été"}])
     assert arn == f"arn:aws:sagemaker:{a2i.region}:{a2i.account_id}:flow-definition/described-flow"
     described = sagemaker.describe_flow_definition(FlowDefinitionName="described-flow")
     assert described["FlowDefinitionStatus"] == "Active"
@@ -125,7 +125,15 @@ def test_delete_while_initializing_is_resource_in_use(a2i, sagemaker):
     [
         ({"FlowDefinitionName": "Bad_Name"}, "at 'flowDefinitionName' failed to satisfy constraint"),
         ({"FlowDefinitionName": "good-prefix_bad"}, "Value 'good-prefix_bad' at 'flowDefinitionName' failed to "
-         "satisfy constraint: Member must satisfy regular expression pattern: ^[a-z0-9](-*[a-z0-9]){0,62}"),
+         "satisfy constraint: Member must satisfy regular expression pattern: [a-z0-9](-*[a-z0-9]){0,62}"),
+        ({"Tags": [{"Key": "team!", "Value": "ok"}]},
+         "Value 'team!' at 'tags.1.member.key' failed to satisfy constraint: Member must satisfy regular "
+         "expression pattern: ([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)"),
+        ({"HumanLoopConfig": {"WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/x",
+                              "HumanTaskUiArn": "arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/x",
+                              "TaskTitle": "t", "TaskDescription": "d", "TaskCount": 1,
+                              "TaskKeywords": ["ok", "not ok!"]}},
+         "Value 'not ok!' at 'humanLoopConfig.taskKeywords.2.member' failed to satisfy constraint"),
         ({"OutputConfig": {"S3OutputPath": "ftp://bucket/x"}}, "at 'outputConfig.s3OutputPath'"),
         ({"RoleArn": "arn:aws:iam::123:role/too-short-account"}, "at 'roleArn'"),
         ({"HumanLoopConfig": {"WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/x",
