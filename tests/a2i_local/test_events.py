@@ -222,3 +222,15 @@ def test_a_slow_webhook_does_not_slow_the_api(server_with):
         release.set()
         server.shutdown()
         server.server_close()
+
+
+def test_an_expired_loop_posts_a_failed_event_with_code_expired(server_with, webhook):
+    with server_with(webhook.url) as a2i:
+        flow_arn = a2i.create_flow_definition("events-expiry-flow", task_availability_lifetime_seconds=60)
+        runtime = a2i.client("sagemaker-a2i-runtime")
+        described = start_loop(runtime, flow_arn, "event-expired")
+        a2i.advance_clock(61)  # the store's clock: the lifetime passes without a reviewer
+        (event,) = webhook.wait_for(1)
+    assert_event_shape(event, described, "Failed", a2i)
+    assert event["detail"]["failureCode"] == "Expired"
+    assert event["detail"]["failureReason"]
