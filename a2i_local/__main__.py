@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 import time
 
@@ -126,6 +127,8 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         server = A2ILocalServer(options_from_args(args))
+    except sqlite3.Error as exc:
+        parser.exit(1, f"a2i_local: cannot open the database {args.db}: {exc}\n")
     except OSError as exc:
         parser.exit(1, f"a2i_local: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
     signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
@@ -144,13 +147,18 @@ def seed(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.flow_definitions < 1:
         parser.error("--flow-definitions must be at least 1")
     started = time.monotonic()
-    conn = connect(args.db)
     try:
-        arns = seed_connection(conn, region=args.region, account_id=args.account_id,
-                               flow_definitions=args.flow_definitions, loops=args.loops,
-                               random_seed=args.random_seed, now_ms=int(time.time() * 1000))
-    finally:
-        conn.close()
+        conn = connect(args.db)
+        try:
+            arns = seed_connection(conn, region=args.region, account_id=args.account_id,
+                                   flow_definitions=args.flow_definitions, loops=args.loops,
+                                   random_seed=args.random_seed, now_ms=int(time.time() * 1000))
+            # Fold the WAL into the main file: callers may move the file once we exit.
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        parser.exit(1, f"a2i_local: cannot seed {args.db}: {exc}\n")
     print(f"seeded {args.loops} loops over {len(arns)} flow definitions into {args.db} "
           f"in {time.monotonic() - started:.1f}s")
     for arn in arns:

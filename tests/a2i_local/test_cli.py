@@ -69,3 +69,14 @@ def test_serve_answers_on_the_port_it_prints_and_stops_on_sigterm(tmp_path):
     finally:
         process.terminate()
         assert process.wait(timeout=15) == 0
+
+
+@pytest.mark.parametrize("command", ["seed", "serve"])
+def test_an_unusable_database_path_is_a_one_line_error_not_a_traceback(tmp_path, command):
+    db = str(tmp_path / "no-such-dir" / "a2i.sqlite3")
+    args = (["seed", "--db", db, "--flow-definitions", "1", "--loops", "1"] if command == "seed"
+            else ["serve", "--port", "0", "--db", db])
+    result = run_cli(*args)
+    assert result.returncode == 1
+    assert "a2i_local: cannot" in result.stderr and db in result.stderr
+    assert "Traceback" not in result.stderr
