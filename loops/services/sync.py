@@ -26,6 +26,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone as dt_timezone
 
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 # Failed loops whose FailureCode is unknown, described per sync (bounded: each is one call).
 DEFAULT_DESCRIBE_LIMIT = 50
+# Concurrent DescribeHumanLoop calls when filling in failure codes.
+DESCRIBE_THREADS = 8
 # Pages fetched ahead while the current one is written: listing and writing overlap.
 PREFETCH_PAGES = 2
 # Deletion marks are written in batches of this many ids.
@@ -242,13 +245,14 @@ def _write_page(
             _output_uri(fd, name, created),
         )
     with transaction.atomic():
-        stored = writes.fetch_stored(list(listed))
-        new_rows, changes = [], []
-        for arn, row in listed.items():
-            old = stored.get(arn)
-            if old is None:
-                new_rows.append(row)
-                continue
+        inserted, stored = writes.insert_new_and_fetch_stored(fd.pk, list(listed.values()), now)
+        for loop_id, status in inserted:
+            seen.add(loop_id)
+            if status == HumanLoopStatus.FAILED and len(newly_failed) < limit:
+                newly_failed.append(loop_id)
+        changes = []
+        for arn, old in stored.items():
+            row = listed[arn]
             seen.add(old.id)
             if (old.status, old.creation_time, old.failure_reason, old.deleted_upstream, old.flow_definition_id) == (
                 row.status, row.creation_time, row.failure_reason, False, fd.pk
@@ -261,14 +265,10 @@ def _write_page(
                     newly_failed.append(old.id)
             else:
                 changes.append(LoopChange(old.id, row, None))
-        for loop_id, status in writes.insert_loops(fd.pk, new_rows, now):
-            seen.add(loop_id)
-            if status == HumanLoopStatus.FAILED and len(newly_failed) < limit:
-                newly_failed.append(loop_id)
         writes.update_loops(fd.pk, changes, now)
         run.pages += 1
         run.loops_seen += len(listed)
-        run.created += len(new_rows)
+        run.created += len(inserted)
         run.updated += len(changes)
         # Progress for the sync page, at most once a second (a round trip per page costs
         # ~5% of a full sync); the final figures are saved when the run ends.
@@ -345,16 +345,28 @@ def _describe_failures(fd: FlowDefinition, loop_ids: list[int], backlog: int) ->
             .order_by("-creation_time")
             .only("id", "name", "output_s3_uri")[:backlog]
         )
-    for loop in loops:
+    if not loops:
+        return
+
+    def describe(loop: HumanLoop) -> dict | None:
         try:
-            described = a2i.describe_human_loop(fd.region, loop.name)
+            return a2i.describe_human_loop(fd.region, loop.name)
         except a2i.ClientError as exc:
             if a2i.error_code(exc) == "ResourceNotFoundException":
-                continue
+                return None
             raise
-        code = described.get("FailureCode") or ""
-        uri = (described.get("HumanLoopOutput") or {}).get("OutputS3Uri") or loop.output_s3_uri
-        HumanLoop.objects.filter(pk=loop.pk).update(failure_code=code, output_s3_uri=uri)
+
+    # A few calls in flight at once: each is a round trip, and the incremental sync's
+    # budget is one second. The database writes stay in this thread.
+    with ThreadPoolExecutor(max_workers=DESCRIBE_THREADS, thread_name_prefix="a2i-describe") as pool:
+        described_loops = list(pool.map(describe, loops))
+    with transaction.atomic():
+        for loop, described in zip(loops, described_loops):
+            if described is None:
+                continue
+            code = described.get("FailureCode") or ""
+            uri = (described.get("HumanLoopOutput") or {}).get("OutputS3Uri") or loop.output_s3_uri
+            HumanLoop.objects.filter(pk=loop.pk).update(failure_code=code, output_s3_uri=uri)
 
 
 def _finish_failed(fd: FlowDefinition, run: SyncRun, message: str) -> None:

@@ -154,6 +154,63 @@ def insert_loops(flow_definition_id: int, rows: list[LoopRow], now: datetime) ->
     return [(loop.pk, loop.status) for loop in loops]
 
 
+def insert_new_and_fetch_stored(
+    flow_definition_id: int, rows: list[LoopRow], now: datetime
+) -> tuple[list[tuple[int, str]], dict[str, StoredLoop]]:
+    """Insert the loops of `rows` not stored yet (with their first-sight history rows), and
+    return `(inserted (id, status) pairs, the rows stored before, by ARN)`.
+
+    On PostgreSQL this is one statement: every part of a WITH query sees the same
+    snapshot, so the final SELECT returns the rows that existed before the INSERT.
+    """
+    if not _postgres():
+        stored = fetch_stored([r.arn for r in rows])
+        return insert_loops(flow_definition_id, [r for r in rows if r.arn not in stored], now), stored
+    with _array_cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH input AS (
+                SELECT * FROM unnest(%(names)s::text[], %(arns)s::text[], %(statuses)s::text[],
+                                     %(created)s::timestamptz[], %(reasons)s::text[], %(uris)s::text[])
+                    AS t(name, arn, status, created, reason, uri)
+            ), new AS (
+                INSERT INTO {LOOPS} (flow_definition_id, name, arn, status, creation_time, failure_code,
+                    failure_reason, output_s3_uri, first_seen_at, last_seen_at, status_changed_at, deleted_upstream)
+                SELECT %(fd)s, i.name, i.arn, i.status, i.created, '', i.reason, i.uri, %(now)s, %(now)s, %(now)s, false
+                FROM input i WHERE NOT EXISTS (SELECT 1 FROM {LOOPS} l WHERE l.arn = i.arn)
+                -- Only a concurrent writer of the same ARN can conflict (the claim rules it out).
+                ON CONFLICT (arn) DO NOTHING
+                RETURNING id, arn, status
+            ), history AS (
+                INSERT INTO {CHANGES} (loop_id, from_status, to_status, observed_at)
+                SELECT id, '', status, %(now)s FROM new
+            )
+            SELECT true, arn, id, status, NULL::timestamptz, NULL::text, NULL::boolean, NULL::bigint FROM new
+            UNION ALL
+            SELECT false, l.arn, l.id, l.status, l.creation_time, l.failure_reason, l.deleted_upstream,
+                   l.flow_definition_id
+            FROM {LOOPS} l WHERE l.arn = ANY(%(arns)s)
+            """,
+            {
+                "fd": flow_definition_id,
+                "now": now,
+                "names": [r.name for r in rows],
+                "arns": [r.arn for r in rows],
+                "statuses": [r.status for r in rows],
+                "created": [r.creation_time for r in rows],
+                "reasons": [r.failure_reason for r in rows],
+                "uris": [r.output_s3_uri for r in rows],
+            },
+        )
+        inserted, stored = [], {}
+        for is_new, arn, *rest in cursor.fetchall():
+            if is_new:
+                inserted.append((rest[0], rest[1]))
+            else:
+                stored[arn] = StoredLoop(*rest)
+        return inserted, stored
+
+
 def update_loops(flow_definition_id: int, changes: list[LoopChange], now: datetime) -> None:
     """Write the changed loops (un-deleting them: they are listed) and one history row per transition.
 
