@@ -155,7 +155,7 @@ def _ago(delta: timedelta) -> str:
 
 # --- chart ----------------------------------------------------------------------
 
-CHART_WIDTH, CHART_HEIGHT, CHART_PAD_LEFT, CHART_PAD_BOTTOM = 720, 220, 44, 22
+CHART_WIDTH, CHART_HEIGHT, CHART_PAD_LEFT, CHART_PAD_BOTTOM, CHART_PAD_TOP = 720, 220, 44, 22, 10
 
 
 def build_chart(flow_definitions: list[FlowDefinition], *, mode: str, now: datetime) -> dict:
@@ -183,13 +183,13 @@ def build_chart(flow_definitions: list[FlowDefinition], *, mode: str, now: datet
     peak = max((sum(b.values()) for b in buckets.values()), default=0)
     scale_max = _nice_ceiling(peak)
     plot_w = CHART_WIDTH - CHART_PAD_LEFT
-    plot_h = CHART_HEIGHT - CHART_PAD_BOTTOM
+    plot_h = CHART_HEIGHT - CHART_PAD_BOTTOM - CHART_PAD_TOP  # bars span y = TOP .. TOP + plot_h
     slot = plot_w / len(keys)
     bar_w = max(slot * 0.75, 1)
     bars = []
     for index, (key, label) in enumerate(zip(keys, labels)):
         x = CHART_PAD_LEFT + index * slot + (slot - bar_w) / 2
-        y = plot_h
+        y = CHART_PAD_TOP + plot_h
         segments = []
         for status in STATUS_ORDER:
             n = buckets[key].get(status, 0)
@@ -211,7 +211,7 @@ def build_chart(flow_definitions: list[FlowDefinition], *, mode: str, now: datet
             }
         )
     ticks = [
-        {"value": scale_max * i // 4, "y": round(plot_h - plot_h * i / 4, 2)} for i in range(5)
+        {"value": scale_max * i // 4, "y": round(CHART_PAD_TOP + plot_h - plot_h * i / 4, 2)} for i in range(5)
     ] if scale_max else []
     return {
         "mode": mode,
@@ -219,6 +219,7 @@ def build_chart(flow_definitions: list[FlowDefinition], *, mode: str, now: datet
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
         "plot_h": plot_h,
+        "plot_top": CHART_PAD_TOP,
         "pad_left": CHART_PAD_LEFT,
         "bars": bars,
         "ticks": ticks,

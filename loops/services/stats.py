@@ -29,7 +29,7 @@ import statistics
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
@@ -74,12 +74,19 @@ def compute_flow_definition_stats(flow_definition_id: int, *, now) -> dict:
         .first()
     )
 
-    # Index change_status_observed: completions observed in the last 24 hours.
-    completed_24h = HumanLoopStatusChange.objects.filter(
-        to_status=HumanLoopStatus.COMPLETED,
-        observed_at__gte=now - timedelta(hours=24),
-        loop__flow_definition_id=flow_definition_id,
-    ).count()
+    # Index change_status_observed: completions observed in the last 24 hours. A loop
+    # first seen already Completed (from_status "") only counts when it was created in
+    # those 24 hours: otherwise the first sync of an old account would count its history.
+    cutoff = now - timedelta(hours=24)
+    completed_24h = (
+        HumanLoopStatusChange.objects.filter(
+            to_status=HumanLoopStatus.COMPLETED,
+            observed_at__gte=cutoff,
+            loop__flow_definition_id=flow_definition_id,
+        )
+        .filter(Q(from_status__gt="") | Q(loop__creation_time__gte=cutoff))
+        .count()
+    )
 
     failure_codes = dict(
         live.filter(status=HumanLoopStatus.FAILED)

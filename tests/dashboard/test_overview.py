@@ -81,7 +81,7 @@ def test_chart_buckets_stack_by_status(world):
     assert daily["total"] == 6  # + inv-fail (2 d) and rec-done (10 d); rec-stopped is 40 d old
     segments = [s for bar in daily["bars"] for s in bar["segments"]]
     assert {s["status"] for s in segments} == {"InProgress", "Completed", "Failed"}
-    assert all(0 <= s["y"] <= daily["plot_h"] and s["h"] > 0 for s in segments)
+    assert all(daily["plot_top"] <= s["y"] <= daily["plot_top"] + daily["plot_h"] and s["h"] > 0 for s in segments)
 
 
 def test_overview_page_shows_cards_chart_and_links(viewer_client, world):
@@ -121,3 +121,18 @@ def test_overview_without_any_flow_definition(viewer_client, db):
     response = viewer_client.get("/")
     assert response.status_code == 200
     assert "No flow definitions yet" in response.content.decode()
+
+
+def test_completed_24h_ignores_history_first_seen_completed(world):
+    """A first sync of an old account sees old Completed loops for the first time:
+    they are not "completed in the last 24 h"; a new loop first seen Completed is."""
+    from loops.models import HumanLoop
+
+    young = HumanLoop.objects.create(
+        flow_definition=world.fd_rec, name="rec-young", arn=world.rec_done.arn + "-young", status="Completed",
+        creation_time=world.now - timedelta(hours=2), first_seen_at=world.now, last_seen_at=world.now,
+        status_changed_at=world.now,
+    )
+    HumanLoopStatusChange.objects.create(loop=world.rec_done, from_status="", to_status="Completed", observed_at=world.now)
+    HumanLoopStatusChange.objects.create(loop=young, from_status="", to_status="Completed", observed_at=world.now)
+    assert refresh_flow_definition_stats(world.fd_rec)["completed_24h"] == 1
