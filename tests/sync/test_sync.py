@@ -55,7 +55,19 @@ def make_random_changes(aws, fd, names: list[str], rng: random.Random) -> dict[s
     return done
 
 
-def test_incremental_sync_makes_the_database_equal_a2i_after_random_changes(aws, flow_definition):
+@pytest.fixture(params=["postgresql-arrays", "orm"])
+def write_path(request, monkeypatch):
+    """Both page writers: PostgreSQL's one-statement path and the ORM path that SQLite
+    (`make run`) uses. The test database is PostgreSQL, so the ORM path is selected by
+    patching the vendor check (nothing else is patched: the same rows are written)."""
+    if request.param == "orm":
+        from loops.services import sync_writes
+
+        monkeypatch.setattr(sync_writes, "_postgres", lambda: False)
+    return request.param
+
+
+def test_incremental_sync_makes_the_database_equal_a2i_after_random_changes(aws, flow_definition, write_path):
     fd = flow_definition
     names = start_loops(aws, fd, 60)
     first = sync_flow_definition(fd.pk, full=False)
@@ -68,6 +80,10 @@ def test_incremental_sync_makes_the_database_equal_a2i_after_random_changes(aws,
     assert run.outcome == SyncRun.Outcome.SUCCEEDED, run.error
     listing, stored = assert_db_equals_listing(aws, fd, deleted_marked=False)
     assert run.created == 15
+    # The deleted loops lie in the range this incremental sync listed to its end, so they
+    # are marked too (older history is left to the full sync).
+    assert run.marked_deleted == len(done["deleted"])
+    assert set(HumanLoop.objects.filter(deleted_upstream=True).values_list("name", flat=True)) == done["deleted"]
     # Changed rows only: 25 status changes; deleted loops are not rewritten by the listing.
     assert run.updated == 25 - len(done["deleted"])
     for name in done["failed"] - done["deleted"]:
@@ -81,7 +97,7 @@ def test_incremental_sync_makes_the_database_equal_a2i_after_random_changes(aws,
     assert history[-1][1] in ("Stopping", "Stopped")
 
 
-def test_full_sync_marks_deleted_loops_and_keeps_them(aws, flow_definition):
+def test_full_sync_marks_deleted_loops_and_keeps_them(aws, flow_definition, write_path):
     fd = flow_definition
     names = start_loops(aws, fd, 30)
     sync_flow_definition(fd.pk, full=True)
@@ -145,3 +161,24 @@ def test_incremental_sync_lists_only_from_the_oldest_active_loop(aws, flow_defin
     assert (run.loops_seen, run.created, run.marked_deleted) == (121, 1, 0)
     assert run.listed_from is not None
     assert HumanLoop.objects.filter(status="Failed", failure_code="InternalError").count() == 7
+
+
+def test_a_name_reused_after_a_delete_revives_the_row_as_a_new_loop(aws, flow_definition):
+    fd = flow_definition
+    [name] = start_loops(aws, fd, 1)
+    aws.complete(name, answer={"label": "x"})
+    sync_flow_definition(fd.pk, full=True)
+    aws.client("sagemaker-a2i-runtime").delete_human_loop(HumanLoopName=name)
+    sync_flow_definition(fd.pk, full=True)
+    assert HumanLoop.objects.get(name=name).deleted_upstream
+
+    aws.client("sagemaker-a2i-runtime").start_human_loop(
+        HumanLoopName=name, FlowDefinitionArn=fd.arn, HumanLoopInput={"InputContent": "{}"}
+    )
+    run = sync_flow_definition(fd.pk, full=False)
+
+    loop = HumanLoop.objects.get(name=name)
+    assert (run.updated, loop.status, loop.deleted_upstream) == (1, "InProgress", False)
+    assert loop.creation_time == list_a2i(aws, fd.arn)[name]["CreationTime"]
+    history = list(loop.status_changes.values_list("from_status", "to_status"))
+    assert history == [("", "Completed"), ("", "InProgress")]
