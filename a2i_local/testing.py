@@ -43,8 +43,9 @@ class ControlAPIError(Exception):
 class A2ILocal:
     """Handle on a running A2I Local: URLs, real boto3 clients and control-API shortcuts."""
 
-    def __init__(self, server: A2ILocalServer, s3_url: str):
+    def __init__(self, server: A2ILocalServer, s3_url: str, owns_s3: bool = False):
         self.server = server
+        self._owns_s3 = owns_s3
         self.url = server.url
         self.s3_url = s3_url
         self.store = server.store
@@ -111,7 +112,12 @@ class A2ILocal:
             raise ControlAPIError(exc.code, json.loads(exc.read() or b"{}")) from None
 
     def reset(self) -> None:
+        """Empty A2I Local (and the moto S3 this handle started, so no output.json leaks between tests)."""
         self.control("POST", "/_local/reset")
+        if self._owns_s3:
+            request = urllib.request.Request(self.s3_url + "/moto-api/reset", data=b"", method="POST")
+            with urllib.request.urlopen(request, timeout=30):
+                pass
 
     def configure(self, **fields) -> dict:
         return self.control("POST", "/_local/config", fields)
@@ -156,7 +162,7 @@ def a2i_local_server(**option_overrides) -> Iterator[A2ILocal]:
     server = A2ILocalServer(options)
     server.start()
     try:
-        yield A2ILocal(server, options.s3_endpoint)
+        yield A2ILocal(server, options.s3_endpoint, owns_s3=moto_server is not None)
     finally:
         server.stop()
         if moto_server is not None:

@@ -87,3 +87,12 @@ def test_when_s3_is_unreachable_complete_answers_502_and_the_loop_stays_in_progr
         assert excinfo.value.status == 502
         assert "output.json" in excinfo.value.body["message"]
         assert runtime.describe_human_loop(HumanLoopName="stuck")["HumanLoopStatus"] == "InProgress"
+
+
+def test_reset_of_the_test_handle_also_empties_its_s3(a2i, runtime, flow_arn):
+    start(runtime, flow_arn, "leaves-output")
+    a2i.complete("leaves-output", answer={})
+    s3 = a2i.client("s3")
+    assert s3.list_buckets()["Buckets"]
+    a2i.reset()
+    assert s3.list_buckets()["Buckets"] == []
