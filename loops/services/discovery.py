@@ -73,13 +73,14 @@ def _discover_region(region: str) -> list[FlowDefinition]:
         )
         raise
 
-    flow_definitions = []
+    flow_definitions, created_count = [], 0
     with transaction.atomic():
         for item in described:
             fields = flow_definition_fields(item)
             fields.update(last_discovered_at=now, deleted_upstream=False)
             fd, created = FlowDefinition.objects.update_or_create(arn=item["FlowDefinitionArn"], defaults=fields)
             flow_definitions.append(fd)
+            created_count += created
         gone = FlowDefinition.objects.filter(region=region, deleted_upstream=False).exclude(
             arn__in=[fd.arn for fd in flow_definitions]
         )
@@ -91,7 +92,9 @@ def _discover_region(region: str) -> list[FlowDefinition]:
         SyncRun.objects.filter(pk=run.pk).update(
             outcome=SyncRun.Outcome.SUCCEEDED,
             finished_at=timezone.now(),
-            loops_seen=len(flow_definitions),
+            pages=1,
+            loops_seen=len(flow_definitions),  # for a discovery run: flow definitions seen
+            created=created_count,
             marked_deleted=len(gone_ids),
         )
     if gone_ids:

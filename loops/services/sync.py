@@ -192,22 +192,25 @@ def _prefetch(pages: Iterator[list[dict]], depth: int) -> Iterator[list[dict]]:
     """
     box: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
-    done = object()
+
+    def offer(item) -> bool:
+        # Never block forever: the consumer may have stopped (an error while writing).
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce():
         try:
             for page in pages:
-                while not stop.is_set():
-                    try:
-                        box.put(("page", page), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(("page", page)):
                     return
-            box.put(("done", done))
+            offer(("done", None))
         except BaseException as exc:  # handed to the consumer thread
-            box.put(("error", exc))
+            offer(("error", exc))
 
     thread = threading.Thread(target=produce, name="a2i-list-prefetch", daemon=True)
     thread.start()

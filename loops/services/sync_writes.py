@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from loops.models import HumanLoop, HumanLoopStatusChange
 
@@ -73,9 +73,11 @@ def relaxed_durability():
     try:
         yield
     finally:
-        if connection.connection is not None and not connection.needs_rollback:
+        try:
             with connection.cursor() as cursor:
                 cursor.execute("RESET synchronous_commit")
+        except DatabaseError:
+            pass  # the connection is gone, and the session setting with it
 
 
 def _array_cursor():
