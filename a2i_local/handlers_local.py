@@ -16,6 +16,7 @@ Routes (all JSON; errors are ``{"error": <code>, "message": <text>}`` with a cle
 from __future__ import annotations
 
 import json
+import math
 import typing
 from urllib.parse import parse_qs, unquote
 
@@ -145,6 +146,6 @@ def _convert(name: str, value, hint):
         if value >= 0:
             return value
     elif base is float and isinstance(value, (int, float)):
-        if value >= 0 and not (name.endswith("_rate") and name != "workforce_start_rate" and value > 1):
+        if math.isfinite(value) and value >= 0 and not (name.endswith("_rate") and name != "workforce_start_rate" and value > 1):
             return float(value)
     raise ControlError(400, "BadRequest", f"Invalid value {value!r} for option '{name}' ({base.__name__}).")

@@ -41,7 +41,8 @@ def test_config_refuses_fields_that_cannot_change_live(a2i, fields):
 
 
 @pytest.mark.parametrize("fields", [{"error_rate": 2}, {"error_rate": "high"}, {"latency_ms": -1},
-                                    {"stop_delay_seconds": None}, {"strict_names": "yes"}])
+                                    {"stop_delay_seconds": None}, {"strict_names": "yes"},
+                                    {"stop_delay_seconds": float("inf")}])
 def test_config_refuses_bad_values_and_changes_nothing(a2i, fields):
     with pytest.raises(ControlAPIError) as excinfo:
         a2i.configure(latency_ms=5, **fields) if "latency_ms" not in fields else a2i.configure(**fields)
