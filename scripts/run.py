@@ -271,7 +271,9 @@ def interrupt(signum, frame):
 
 def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
-    # SIGTERM (docker stop, a test, systemd) behaves like Ctrl-C.
+    # SIGTERM (a test, systemd) behaves like Ctrl-C. SIGINT is set explicitly because a
+    # shell starts background jobs with SIGINT ignored, and Python then keeps it ignored.
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     exit_code = 0
     try:
