@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.core.exceptions import EmptyResultSet, PermissionDenied
+from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
@@ -189,24 +189,38 @@ def create_batch(user, action: str, reason: str, loops: QuerySet | Iterable[int]
         ids = loops.order_by().values("pk")
     else:
         ids = list(loops)
-    loop_ids = HumanLoop.objects.filter(pk__in=ids).order_by("pk").values_list("pk", flat=True)
+    loop_ids = HumanLoop.objects.filter(pk__in=ids).order_by("id").values_list("id", flat=True)
     with transaction.atomic():
         batch = LoopActionBatch.objects.create(user=user, action=action, reason=reason)
-        total = 0
-        chunk: list[LoopAction] = []
-        for loop_id in loop_ids.iterator(chunk_size=2000):
-            chunk.append(LoopAction(batch=batch, user=user, loop_id=loop_id, action=action, reason=reason))
-            if len(chunk) >= 2000:
-                LoopAction.objects.bulk_create(chunk)
-                total += len(chunk)
-                chunk = []
-        LoopAction.objects.bulk_create(chunk)
-        total += len(chunk)
+        total = _insert_pending_rows(batch, loop_ids)
         if total == 0:
             raise ValueError("no loops selected")  # rolls the batch back
         batch.total = total
         batch.save(update_fields=["total"])
     return batch
+
+
+def _insert_pending_rows(batch: LoopActionBatch, loop_ids: QuerySet) -> int:
+    """One pending LoopAction per id of `loop_ids`, in ONE INSERT ... SELECT.
+
+    "All N loops matching the filters" can be 100,000s of loops: bulk_create would
+    fetch every id into Python and send it back (about 11 s per 100,000 rows here);
+    INSERT ... SELECT keeps the ids in the database. Returns the number of rows.
+    """
+    try:
+        select_sql, select_params = loop_ids.query.sql_with_params()
+    except EmptyResultSet:  # e.g. no ids at all: Django knows the answer without asking
+        return 0
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(c) for c in ("batch_id", "user_id", "loop_id", "action", "reason", "created_at", "outcome", "detail"))
+    sql = (
+        f"INSERT INTO {quote(LoopAction._meta.db_table)} ({columns}) "
+        f"SELECT %s, %s, selected.id, %s, %s, %s, %s, '' FROM ({select_sql}) AS selected"
+    )
+    params = [batch.pk, batch.user_id, batch.action, batch.reason, timezone.now(), Outcome.PENDING, *select_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def dispatch_batch(batch: LoopActionBatch) -> bool:
