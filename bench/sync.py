@@ -144,7 +144,8 @@ def run_parent(args) -> dict:
         print(
             f"full sync, {args.loops:,} loops of 1 flow definition: {full['sync_loops_per_second']:,.0f} loops/s "
             f"end to end ({full['sync_seconds']:.2f} s, stats refresh {full['stats_refresh_seconds']:.2f} s of it); listing only {full['listing_loops_per_second']:,.0f} loops/s; "
-            f"ratio {full['ratio']:.2f}"
+            f"ratio {full['ratio']:.2f}; CPU s: sync {full['cpu_seconds']['sync_process']}, "
+            f"PostgreSQL {full['cpu_seconds']['postgresql_backend']}, A2I Local {full['cpu_seconds']['a2i_local']}"
         )
 
         # 2. full sync of M loops across K flow definitions: memory
@@ -188,6 +189,15 @@ def run_parent(args) -> dict:
 # --- child: one measurement, with Django --------------------------------------------
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0.0 if unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_child(phase: str, rest: list[str]) -> dict:
     import resource
 
@@ -209,9 +219,18 @@ def run_child(phase: str, rest: list[str]) -> dict:
         t0 = time.perf_counter()
         listed = sum(len(page) for page in a2i.iter_loop_pages(region, fd.arn))
         listing = time.perf_counter() - t0
+        # CPU seconds per process (this sync, its PostgreSQL backend, A2I Local in the parent):
+        # on a shared machine wall time depends on the neighbours, CPU time much less.
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        cpu0 = (time.process_time(), proc_cpu(backend), proc_cpu(os.getppid()))
         t0 = time.perf_counter()
         run = sync_flow_definition(fd.pk, full=True)
         seconds = time.perf_counter() - t0
+        cpu = [round(b - a, 2) for a, b in zip(cpu0, (time.process_time(), proc_cpu(backend), proc_cpu(os.getppid())))]
         assert run.outcome == "succeeded" and run.created == listed, (run.outcome, run.error, run.created, listed)
         t0 = time.perf_counter()
         refresh_flow_definition_stats(fd)
@@ -224,6 +243,7 @@ def run_child(phase: str, rest: list[str]) -> dict:
             "sync_loops_per_second": round(run.loops_seen / seconds),
             "ratio": round((run.loops_seen / seconds) / (listed / listing), 2),
             "pages": run.pages,
+            "cpu_seconds": {"sync_process": cpu[0], "postgresql_backend": cpu[1], "a2i_local": cpu[2]},
         }
     if phase == "big":
         t0 = time.perf_counter()

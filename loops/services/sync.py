@@ -167,7 +167,7 @@ def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_u
     limit = getattr(settings, "A2I_SYNC_DESCRIBE_LIMIT", DEFAULT_DESCRIBE_LIMIT)
     newly_failed: list[int] = []  # at most `limit` ids: memory stays bounded
     pages = a2i.iter_loop_pages(fd.region, fd.arn, created_after=run.listed_from)
-    with writes.relaxed_durability():
+    with writes.page_write_session():
         for summaries in _prefetch(pages, PREFETCH_PAGES):
             _write_page(fd, run, summaries, seen, newly_failed, limit)
             # DEBUG keeps every SQL statement in memory; a million-loop sync must not.
