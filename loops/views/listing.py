@@ -8,13 +8,12 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
-from django_tables2.paginators import LazyPaginator
 
 from loops.filters import LoopFilter
 from loops.models import FlowDefinition
 from loops.services.loop_list import count_matching_loops, iter_export_rows, stream_csv, stream_json
 from loops.services.loop_pages import explain_empty_result
-from loops.tables import LoopTable
+from loops.tables import DeferredJoinPaginator, LoopTable
 
 PER_PAGE = 50
 SORTABLE_COLUMNS = frozenset(name for name, column in LoopTable.base_columns.items() if column.orderable is not False)
@@ -61,10 +60,10 @@ def loop_list(request):
 
     page_number = _page_number(request.GET.get("page"), problems)
     try:
-        table.paginate(paginator_class=LazyPaginator, per_page=PER_PAGE, page=page_number)
+        table.paginate(paginator_class=DeferredJoinPaginator, per_page=PER_PAGE, page=page_number)
     except (EmptyPage, PageNotAnInteger):
         problems.append(f"Page {page_number} is past the last page of these results; showing page 1.")
-        table.paginate(paginator_class=LazyPaginator, per_page=PER_PAGE, page=1)
+        table.paginate(paginator_class=DeferredJoinPaginator, per_page=PER_PAGE, page=1)
 
     count = count_matching_loops(filterset.qs, filterset.active_filters())
     context = {

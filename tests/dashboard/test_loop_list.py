@@ -201,3 +201,20 @@ def test_filtered_query_stays_index_friendly(world):
     assert filterset.is_valid()
     assert filterset.qs.query.distinct is False
     assert set(filterset.qs.values_list("name", flat=True)) == {"inv-new", "inv-old", "inv-fail", "inv-eu"}
+
+
+def test_deep_pages_load_by_id_in_the_same_order(viewer_client, world, monkeypatch):
+    """Past the first pages, the page's ids come first (deferred join): same rows, same order."""
+    monkeypatch.setattr("loops.views.listing.PER_PAGE", 2)
+    expected = ["inv-new", "inv-old", "inv-done", "inv-eu", "inv-fail", "rec-done", "rec-stopped"]
+    for offset_threshold in (1_000, 0):
+        monkeypatch.setattr("loops.tables.DeferredJoinPaginator.DEFERRED_FROM_OFFSET", offset_threshold)
+        seen = []
+        for page in (1, 2, 3, 4):
+            response = get(viewer_client, page=str(page))
+            seen += names(response)
+        assert seen == expected
+        assert 'rel="next"' not in response.content.decode()
+    response = get(viewer_client, page="2", sort="name")
+    assert names(response) == ["inv-fail", "inv-new"]
+    assert "past the last page" in get(viewer_client, page="9").content.decode()
