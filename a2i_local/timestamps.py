@@ -43,12 +43,12 @@ def parse_time(value, field: str) -> int:
     if isinstance(value, bool):
         raise _bad(value, field)
     if isinstance(value, (int, float)):
-        return round(value * 1000)
+        return _epoch_ms(value, value, field)
     if not isinstance(value, str):
         raise _bad(value, field)
     text = value.strip()
     if _NUMBER.match(text):
-        return round(float(text) * 1000)
+        return _epoch_ms(float(text), value, field)
     try:
         if len(text) == 10:
             d = date.fromisoformat(text)
@@ -63,6 +63,16 @@ def parse_time(value, field: str) -> int:
         return datetime_to_ms(datetime.fromisoformat(text))
     except ValueError:
         raise _bad(value, field) from None
+
+
+_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the largest ISO-8601 instant
+
+
+def _epoch_ms(seconds: float, value, field: str) -> int:
+    """Epoch seconds -> ms; out-of-range or non-finite values are a ValidationException, not a 500."""
+    if not (-_MAX_MS <= seconds * 1000 <= _MAX_MS):  # also false for NaN
+        raise _bad(value, field)
+    return round(seconds * 1000)
 
 
 def _bad(value, field: str) -> ValidationException:

@@ -31,6 +31,8 @@ KMS_KEY_ID = r"[a-zA-Z0-9:/_-]*"
 TAG_PATTERN_SHOWN = r"([\p{L}\p{Z}\p{N}_.:/=+\-@]*)"
 TAG_PATTERN = r"([^\W_]|[\s_.:/=+\-@])*"
 
+INT32_MAX = 2_147_483_647
+
 _COMPILED: dict[str, re.Pattern] = {}
 
 SORT_ORDERS = ("Ascending", "Descending")
@@ -107,6 +109,10 @@ class Violations:
         if isinstance(value, bool) or not isinstance(value, int):
             self.add(value, field, "Member must be an integer")
             return False
+        # The models' integers are 32-bit (Java Integer): larger values never reach AWS's
+        # validation, and must not reach SQLite's 64-bit arithmetic either.
+        if max_value is None or max_value > INT32_MAX:
+            max_value = INT32_MAX
         ok = True
         if min_value is not None and value < min_value:
             self.add(value, field, f"Member must have value greater than or equal to {min_value}")

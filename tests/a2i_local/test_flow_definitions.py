@@ -141,6 +141,12 @@ def test_delete_while_initializing_is_resource_in_use(a2i, sagemaker):
                               "TaskTitle": "t", "TaskDescription": "d", "TaskCount": 4}},
          "Value '4' at 'humanLoopConfig.taskCount' failed to satisfy constraint: "
          "Member must have value less than or equal to 3"),
+        ({"HumanLoopConfig": {"WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/x",
+                              "HumanTaskUiArn": "arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/x",
+                              "TaskTitle": "t", "TaskDescription": "d", "TaskCount": 1,
+                              "TaskAvailabilityLifetimeInSeconds": 10**20}},
+         "at 'humanLoopConfig.taskAvailabilityLifetimeInSeconds' failed to satisfy constraint: "
+         "Member must have value less than or equal to 2147483647"),
         ({"HumanLoopRequestSource": {"AwsManagedHumanLoopRequestSource": "AWS/Unknown/V1"}},
          "at 'humanLoopRequestSource.awsManagedHumanLoopRequestSource'"),
     ],

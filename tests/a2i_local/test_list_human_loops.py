@@ -208,3 +208,9 @@ def test_next_token_reused_with_other_filters_is_a_validation_error(a2i, runtime
     with pytest.raises(runtime.exceptions.ValidationException) as excinfo:
         runtime.list_human_loops(**params)
     assert "different parameters" in error_of(excinfo)[2]
+
+
+def test_an_epoch_beyond_any_date_is_a_validation_error_not_a_500(a2i, flow_arn):
+    query = urlencode({"FlowDefinitionArn": flow_arn, "CreationTimeAfter": "99999999999999999999"})
+    status, _, body = raw_request(a2i, "GET", f"/human-loops?{query}")
+    assert status == 400 and "at 'creationTimeAfter'" in body["Message"]

@@ -23,7 +23,8 @@ def test_whole_seconds_and_dates(text, expected):
     assert parse_time(text, "creationTimeAfter") == expected
 
 
-@pytest.mark.parametrize("text", ["yesterday", "2020-13-01", "2020-02-24T25:00:00Z", "", "true", True, None])
+@pytest.mark.parametrize("text", ["yesterday", "2020-13-01", "2020-02-24T25:00:00Z", "", "true", True, None,
+                                  "99999999999999999999", float("nan"), float("inf"), 1e300])
 def test_malformed_values_name_the_field(text):
     with pytest.raises(ValidationException) as excinfo:
         parse_time(text, "creationTimeBefore")
