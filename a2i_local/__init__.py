@@ -5,4 +5,4 @@ so boto3, the AWS CLI and other SDKs talk to it unchanged through ``endpoint_url
 This package imports nothing from Django.
 """
 
-__version__ = "0.1.0"
+from .config import VERSION as __version__  # noqa: F401

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+VERSION = "0.1.0"
+
 # Fields the control API may change while the server runs. Host, port, db, region and
 # account are fixed for the life of a server: changing them live would break ARNs and sockets.
 LIVE_FIELDS = frozenset(

@@ -22,8 +22,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote
 
-from . import __version__, errors, handlers_local, handlers_runtime, handlers_sagemaker
-from .config import Options
+from . import errors, handlers_local, handlers_runtime, handlers_sagemaker
+from .config import VERSION as __version__, Options
 from .store import Store
 from .tokens import TokenCodec
 
