@@ -18,10 +18,12 @@ DAY_MS = 86_400_000
 SEED_LIFETIME_S = 864_000  # 10 days
 OUTPUT_PATH = "s3://a2i-local-output/seed"
 
-# (status, failure code, weight): most loops are Completed, as on a healthy account.
+# (status, failure code, weight) of loops older than YOUNG_MS: most are Completed, as on a
+# healthy account. Younger loops are InProgress with probability YOUNG_IN_PROGRESS.
+YOUNG_MS = 2 * DAY_MS
+YOUNG_IN_PROGRESS = 0.6
 STATUS_MIX = (
     ("Completed", None, 800),
-    ("InProgress", None, 80),
     ("Failed", "Expired", 40),
     ("Failed", "ValidationError", 15),
     ("Failed", "InternalError", 15),
@@ -99,16 +101,15 @@ def _rows(rng: random.Random, fd_ids: list[int], count: int, start: int, random_
     """Rows in creation order, as a real account accumulates them: ids grow with creation
     time, so one list page reads a few adjacent table pages instead of 100 scattered ones.
     Loops younger than two days are mostly still InProgress; older ones follow STATUS_MIX."""
-    terminal = [(s, c) for s, c, w in STATUS_MIX if s != "InProgress" for _ in range(w)]
+    terminal = [(s, c) for s, c, w in STATUS_MIX for _ in range(w)]
     window = 30 * DAY_MS
-    young = 2 * DAY_MS
     lifetime_ms = SEED_LIFETIME_S * 1000
     n_fd = len(fd_ids)
     rand, choice = rng.random, rng.choice
     offsets = sorted(int(rand() * window) for _ in range(count))
     for n in range(count):
         created = now_ms - window + offsets[n]
-        if now_ms - created < young and rand() < 0.6:
+        if now_ms - created < YOUNG_MS and rand() < YOUNG_IN_PROGRESS:
             status, code, due = "InProgress", None, created + lifetime_ms
         else:
             (status, code), due = choice(terminal), None
