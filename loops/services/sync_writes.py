@@ -89,7 +89,8 @@ def _array_cursor():
     """A psycopg cursor with server-side binding on Django's connection (same transaction).
 
     Django's psycopg backend binds parameters client-side, quoting every array element
-    in Python; server-side binding sends the arrays as parameters (about 3x cheaper).
+    in Python; server-side binding sends the arrays as parameters, and `%b` placeholders
+    send them in binary (no per-element quoting at all).
     """
     import psycopg
 
@@ -125,8 +126,8 @@ def insert_loops(flow_definition_id: int, rows: list[LoopRow], now: datetime) ->
                     INSERT INTO {LOOPS} (flow_definition_id, name, arn, status, creation_time, failure_code,
                         failure_reason, output_s3_uri, first_seen_at, last_seen_at, status_changed_at, deleted_upstream)
                     SELECT %(fd)s, t.name, t.arn, t.status, t.created, '', t.reason, t.uri, %(now)s, %(now)s, %(now)s, false
-                    FROM unnest(%(names)s::text[], %(arns)s::text[], %(statuses)s::text[], %(created)s::timestamptz[],
-                                %(reasons)s::text[], %(uris)s::text[]) AS t(name, arn, status, created, reason, uri)
+                    FROM unnest(%(names)b::text[], %(arns)b::text[], %(statuses)b::text[], %(created)b::timestamptz[],
+                                %(reasons)b::text[], %(uris)b::text[]) AS t(name, arn, status, created, reason, uri)
                     RETURNING id, status
                 )
                 INSERT INTO {CHANGES} (loop_id, from_status, to_status, observed_at)
@@ -177,8 +178,8 @@ def insert_new_and_fetch_stored(
         cursor.execute(
             f"""
             WITH input AS (
-                SELECT * FROM unnest(%(names)s::text[], %(arns)s::text[], %(statuses)s::text[],
-                                     %(created)s::timestamptz[], %(reasons)s::text[], %(uris)s::text[])
+                SELECT * FROM unnest(%(names)b::text[], %(arns)b::text[], %(statuses)b::text[],
+                                     %(created)b::timestamptz[], %(reasons)b::text[], %(uris)b::text[])
                     AS t(name, arn, status, created, reason, uri)
             ), new AS (
                 INSERT INTO {LOOPS} (flow_definition_id, name, arn, status, creation_time, failure_code,
@@ -196,7 +197,7 @@ def insert_new_and_fetch_stored(
             UNION ALL
             SELECT false, l.arn, l.id, l.status, l.creation_time, l.failure_reason, l.deleted_upstream,
                    l.flow_definition_id
-            FROM {LOOPS} l WHERE l.arn = ANY(%(arns)s)
+            FROM {LOOPS} l WHERE l.arn = ANY(%(arns)b)
             """,
             {
                 "fd": flow_definition_id,
@@ -239,8 +240,8 @@ def update_loops(flow_definition_id: int, changes: list[LoopChange], now: dateti
                     failure_reason = t.reason, output_s3_uri = t.uri, last_seen_at = %(now)s,
                     deleted_upstream = false, deleted_upstream_at = NULL,
                     status_changed_at = CASE WHEN t.moved THEN %(now)s ELSE l.status_changed_at END
-                FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(created)s::timestamptz[], %(reasons)s::text[],
-                            %(uris)s::text[], %(moved)s::boolean[]) AS t(id, status, created, reason, uri, moved)
+                FROM unnest(%(ids)b::bigint[], %(statuses)b::text[], %(created)b::timestamptz[], %(reasons)b::text[],
+                            %(uris)b::text[], %(moved)b::boolean[]) AS t(id, status, created, reason, uri, moved)
                 WHERE l.id = t.id
                 """,
                 {
