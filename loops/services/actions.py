@@ -13,17 +13,16 @@ The flow, in order:
    each outcome (succeeded, skipped or failed, never left pending), updates the
    local rows at once (Stopping; deleted upstream) and the flow definitions' stats.
 
-Throttling: botocore's standard retries absorb most of it; a ThrottlingException
-that still comes through is retried here with exponential backoff a bounded
-number of times, then recorded as the loop's failure.
+The per-loop calls (stop, delete, wait for Stopped, explain a refusal) live in
+loops.services.loop_actions. Throttling: botocore's standard retries absorb most
+of it; a ThrottlingException that still comes through is retried there with
+exponential backoff a bounded number of times, then recorded as the loop's failure.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import random
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,8 +42,13 @@ from loops.models import (
     LoopAction,
     LoopActionBatch,
 )
+from loops.services import loop_actions
 from loops.services import stats as stats_service
-from loops.services import sync as sync_service
+from loops.services.loop_actions import (
+    ALREADY_DELETED,
+    DETAIL_SEPARATOR,
+    skip_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,24 +62,10 @@ REQUIRED_PERMISSIONS: dict[str, tuple[str, ...]] = {
     Action.STOP_AND_DELETE: ("loops.stop_humanloop", "loops.delete_humanloop"),
 }
 
-# Skip reasons: fixed strings, so the summary can group by them. A detail may add
-# "; <specifics>" after the reason (see DETAIL_SEPARATOR).
-NOT_IN_PROGRESS = "not InProgress"
-NOT_FINISHED = "not Completed, Failed or Stopped"
-ALREADY_DELETED = "already deleted in A2I"
-DETAIL_SEPARATOR = "; "
-
-DELETABLE_STATUSES = TERMINAL_STATUSES  # A2I deletes only Completed, Failed and Stopped loops.
-
 SUCCESS_VERBS = {Action.STOP: "stopped", Action.DELETE: "deleted", Action.STOP_AND_DELETE: "deleted"}
 
 # How many loops are read and processed at a time (bounded memory for huge batches).
 CHUNK_SIZE = 100
-
-
-def _setting(name: str, default):
-    # Tunables with safe defaults; tests shorten the waits through `settings`.
-    return getattr(settings, name, default)
 
 
 # --- permissions ---------------------------------------------------------------
@@ -93,25 +83,6 @@ def allowed_actions(user) -> list[str]:
 
 
 # --- planning ------------------------------------------------------------------
-
-
-def skip_reason(action: str, status: str, deleted_upstream: bool) -> str | None:
-    """Why `action` does not apply to a loop in this state, or None when it applies.
-
-    stop: InProgress only. delete: Completed, Failed, Stopped only. stop_and_delete:
-    any loop still in A2I (InProgress ones are stopped first, Stopping ones awaited).
-    """
-    if deleted_upstream:
-        return ALREADY_DELETED
-    if action == Action.STOP and status != HumanLoopStatus.IN_PROGRESS:
-        return NOT_IN_PROGRESS
-    if action == Action.DELETE and status not in DELETABLE_STATUSES:
-        return NOT_FINISHED
-    return None
-
-
-def _skip_detail(reason: str, status: str) -> str:
-    return reason if reason == ALREADY_DELETED else f"{reason}{DETAIL_SEPARATOR}status is {status}"
 
 
 @dataclass
@@ -243,10 +214,6 @@ def dispatch_batch(batch: LoopActionBatch) -> bool:
 # --- execution -------------------------------------------------------------------
 
 
-class _Unavailable(Exception):
-    """A2I cannot be reached at all: the rest of the batch is reported, not attempted."""
-
-
 def execute_batch(batch_id: int) -> str:
     """Carry out a batch: call A2I for each pending LoopAction and record its outcome.
 
@@ -279,7 +246,7 @@ def execute_batch(batch_id: int) -> str:
             else:
                 for row in rows:
                     _finish(row, *_run_one(batch.action, row.loop))
-    except _Unavailable as exc:
+    except loop_actions.Unavailable as exc:
         message = f"not attempted: {exc}"
         batch.actions.filter(outcome=Outcome.PENDING).update(
             outcome=Outcome.FAILED, detail=message, finished_at=timezone.now()
@@ -304,71 +271,10 @@ def _run_one(action: str, loop: HumanLoop) -> tuple[str, str]:
     """Stop or delete one loop; returns (outcome, detail)."""
     reason = skip_reason(action, loop.status, loop.deleted_upstream)
     if reason is not None:
-        return Outcome.SKIPPED, _skip_detail(reason, loop.status)
+        return Outcome.SKIPPED, loop_actions.skip_detail(reason, loop.status)
     if action == Action.STOP:
-        return _stop(loop)
-    return _delete(loop)
-
-
-def _stop(loop: HumanLoop) -> tuple[str, str]:
-    try:
-        _call_a2i(a2i.stop_human_loop, loop.flow_definition.region, loop.name)
-    except a2i.ClientError as exc:
-        return _refused(Action.STOP, loop, exc)
-    sync_service.set_loop_status(loop, HumanLoopStatus.STOPPING, observed_at=timezone.now())
-    loop.status = HumanLoopStatus.STOPPING  # whatever the helper does to the instance
-    return Outcome.SUCCEEDED, "stop requested; now Stopping"
-
-
-def _delete(loop: HumanLoop, *, stopped: bool = False) -> tuple[str, str]:
-    try:
-        _call_a2i(a2i.delete_human_loop, loop.flow_definition.region, loop.name)
-    except a2i.ClientError as exc:
-        return _refused(Action.DELETE, loop, exc)
-    _mark_deleted(loop)
-    return Outcome.SUCCEEDED, "stopped, then deleted" if stopped else f"deleted{DETAIL_SEPARATOR}was {loop.status}"
-
-
-def _refused(action: str, loop: HumanLoop, exc: Exception) -> tuple[str, str]:
-    """Turn A2I's refusal into an outcome, learning the loop's real state when that explains it.
-
-    ResourceNotFoundException: the loop is gone from A2I (marked deleted upstream,
-    skipped). ValidationException: our copy was stale (e.g. the loop completed
-    since the last sync); describe it, store its status and report the skip.
-    Anything else is the loop's failure, with A2I's code and message.
-    """
-    code = a2i.error_code(exc)
-    if code == "ResourceNotFoundException":
-        _mark_deleted(loop)
-        return Outcome.SKIPPED, ALREADY_DELETED
-    if code == "ValidationException":
-        try:
-            described = _call_a2i(a2i.describe_human_loop, loop.flow_definition.region, loop.name)
-        except a2i.ClientError:
-            described = None
-        if described is not None:
-            _apply_description(loop, described)
-            reason = skip_reason(action, loop.status, loop.deleted_upstream)
-            if reason is not None:
-                return Outcome.SKIPPED, f"{reason}{DETAIL_SEPARATOR}A2I says {loop.status}"
-    return Outcome.FAILED, a2i.error_message(exc)
-
-
-def _apply_description(loop: HumanLoop, described: dict) -> None:
-    status = described["HumanLoopStatus"]
-    sync_service.set_loop_status(
-        loop,
-        status,
-        failure_code=described.get("FailureCode") or "",
-        failure_reason=described.get("FailureReason") or "",
-        observed_at=timezone.now(),
-    )
-    loop.status = status
-
-
-def _mark_deleted(loop: HumanLoop) -> None:
-    sync_service.mark_loop_deleted_upstream(loop, observed_at=timezone.now())
-    loop.deleted_upstream = True
+        return loop_actions.stop_loop(loop)
+    return loop_actions.delete_loop(loop)
 
 
 def _stop_then_delete(rows: list[LoopAction]) -> None:
@@ -383,10 +289,10 @@ def _stop_then_delete(rows: list[LoopAction]) -> None:
         loop = row.loop
         reason = skip_reason(Action.STOP_AND_DELETE, loop.status, loop.deleted_upstream)
         if reason is not None:
-            _finish(row, Outcome.SKIPPED, _skip_detail(reason, loop.status))
+            _finish(row, Outcome.SKIPPED, loop_actions.skip_detail(reason, loop.status))
             continue
         if loop.status == HumanLoopStatus.IN_PROGRESS:
-            outcome, detail = _stop(loop)
+            outcome, detail = loop_actions.stop_loop(loop)
             if outcome == Outcome.FAILED or (outcome == Outcome.SKIPPED and loop.deleted_upstream):
                 _finish(row, outcome, detail)
                 continue
@@ -399,63 +305,17 @@ def _stop_then_delete(rows: list[LoopAction]) -> None:
         loop = row.loop
         try:
             if loop.status not in TERMINAL_STATUSES:
-                _wait_until_terminal(loop)
+                loop_actions.wait_until_terminal(loop)
         except a2i.ClientError as exc:
-            _finish(row, *_refused(Action.STOP_AND_DELETE, loop, exc))
+            _finish(row, *loop_actions.explain_refusal(Action.STOP_AND_DELETE, loop, exc))
             continue
         if loop.deleted_upstream:
             _finish(row, Outcome.SKIPPED, ALREADY_DELETED)
         elif loop.status not in TERMINAL_STATUSES:
-            wait = _setting("A2I_ACTION_STOP_WAIT_SECONDS", 120)
+            wait = loop_actions.setting("A2I_ACTION_STOP_WAIT_SECONDS", 120)
             _finish(row, Outcome.FAILED, f"still {loop.status} after {wait} s; stop requested, not deleted")
         else:
-            _finish(row, *_delete(loop, stopped=row.pk in stopped))
-
-
-def _wait_until_terminal(loop: HumanLoop) -> None:
-    """Poll DescribeHumanLoop with backoff until the loop is Completed, Failed or Stopped.
-
-    Bounded by A2I_ACTION_STOP_WAIT_SECONDS; stores each status seen on the loop row.
-    A loop already gone is marked deleted upstream. Raises ClientError for other errors.
-    """
-    deadline = time.monotonic() + _setting("A2I_ACTION_STOP_WAIT_SECONDS", 120)
-    delay = _setting("A2I_ACTION_POLL_SECONDS", 0.5)
-    while True:
-        try:
-            described = _call_a2i(a2i.describe_human_loop, loop.flow_definition.region, loop.name)
-        except a2i.ClientError as exc:
-            if a2i.error_code(exc) != "ResourceNotFoundException":
-                raise
-            _mark_deleted(loop)
-            return
-        _apply_description(loop, described)
-        if loop.status in TERMINAL_STATUSES or time.monotonic() + delay > deadline:
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
-
-
-def _call_a2i(fn, *args):
-    """Call a `loops.a2i` function, retrying ThrottlingException with exponential backoff.
-
-    botocore has already retried the call (standard mode); this outer, bounded retry
-    (A2I_ACTION_THROTTLE_RETRIES times, full jitter, delays capped at 20 s) is what
-    lets a bulk action ride out a sustained throttle without losing loops. Raises the
-    last ClientError when retries run out, _Unavailable when A2I cannot be reached.
-    """
-    retries = _setting("A2I_ACTION_THROTTLE_RETRIES", 5)
-    base = _setting("A2I_ACTION_THROTTLE_BACKOFF_SECONDS", 1.0)
-    attempt = 0
-    while True:
-        try:
-            return fn(*args)
-        except a2i.A2IUnavailable as exc:
-            raise _Unavailable(str(exc)) from exc
-        except a2i.ClientError as exc:
-            if a2i.error_code(exc) != "ThrottlingException" or attempt >= retries:
-                raise
-            time.sleep(random.uniform(0, min(20.0, base * 2**attempt)))
-            attempt += 1
+            _finish(row, *loop_actions.delete_loop(loop, stopped=row.pk in stopped))
 
 
 # --- reporting -------------------------------------------------------------------
