@@ -73,7 +73,7 @@ def private_redis_url():
 class MakeRun:
     """scripts/run.py as a subprocess, its output collected line by line."""
 
-    def __init__(self, tmp_path: Path, redis_url: str | None):
+    def __init__(self, tmp_path: Path, redis_url: str | None, sigint_ignored: bool = False):
         self.var = tmp_path / "var"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CELERY_", "RUN_"))}
         env.update(
@@ -98,6 +98,8 @@ class MakeRun:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # As a shell starts a background job (`make run &`): SIGINT ignored on entry.
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -181,9 +183,9 @@ def make_run(tmp_path):
         pytest.skip(reason)
     runs: list[MakeRun] = []
 
-    def start(redis_url: str | None) -> MakeRun:
+    def start(redis_url: str | None, sigint_ignored: bool = False) -> MakeRun:
         """Start scripts/run.py with Redis at redis_url, or with no Redis answering when None."""
-        runs.append(MakeRun(tmp_path, redis_url))
+        runs.append(MakeRun(tmp_path, redis_url, sigint_ignored))
         return runs[-1]
 
     yield start
@@ -203,7 +205,8 @@ def broker(request):
 
 def test_make_run_serves_the_dashboard_and_ctrl_c_stops_everything(make_run, broker):
     redis_url, broker_line = broker
-    run = make_run(redis_url)
+    # The embedded case also starts like a background job, with SIGINT ignored.
+    run = make_run(redis_url, sigint_ignored=redis_url is None)
     url = run.wait_for(BANNER_URL, timeout=240).group(1)
     username, password = run.wait_for(BANNER_LOGIN, timeout=5).groups()
     assert broker_line in run.output
