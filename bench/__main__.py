@@ -19,7 +19,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 # The order the issues list them in; any other bench/<name>.py runs after these.
-KNOWN = ["a2i_local", "sync", "dashboard"]
+KNOWN = ["a2i_local", "sync", "dashboard", "actions"]
 NOT_BENCHMARKS = {"__init__", "__main__", "common"}
 
 # Small sizes for `--quick`, in each benchmark's own flags. A module missing here gets
