@@ -29,7 +29,8 @@ def loop_list(request):
         return _bad_export(f"_export must be csv or json, not {export!r}.")
 
     filterset = LoopFilter(request.GET, request=request)
-    flow_definitions = {fd.pk: fd for fd in FlowDefinition.objects.all()}
+    # Names and ARNs for the table's column; not the (big) stats and description JSON.
+    flow_definitions = {fd.pk: fd for fd in FlowDefinition.objects.only("pk", "arn", "name", "region")}
     if not filterset.is_valid():
         if export:
             return _bad_export(_errors_text(filterset.form.errors))
