@@ -124,6 +124,8 @@ def run(a2i, args) -> dict:
 
     result = {"loops": args.loops}
     result["stop"] = timed("stop", HumanLoop.objects.filter(flow_definition=fd, name__startswith="stop-"))
+    # Stopping -> Stopped is learned by the next sync; only then are the loops deletable.
+    sync_flow_definition(fd.pk, full=True)
     result["delete"] = timed("delete", HumanLoop.objects.filter(flow_definition=fd, name__startswith="stop-"))
 
     start(args.loops, "throttled", arn)
@@ -132,6 +134,11 @@ def run(a2i, args) -> dict:
     result["throttled_stop"] = timed("stop", HumanLoop.objects.filter(flow_definition=fd, name__startswith="throttled-"))
     result["throttled_stop"]["throttle_tps"] = args.throttle_tps
     a2i.configure(throttle_tps=0)
+    for name in ("stop", "delete", "throttled_stop"):
+        # A benchmark of loops that were skipped or failed would measure nothing.
+        verb = "deleted" if name == "delete" else "stopped"
+        if result[name]["summary"] != f"{args.loops} {verb}":
+            print(f"warning: {name}: {result[name]['summary']}", file=sys.stderr)
     return result
 
 
