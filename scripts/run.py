@@ -59,9 +59,14 @@ def say(name: str, line: str) -> None:
 class Child:
     """One supervised process in its own process group, output prefixed with its name."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], hide: re.Pattern | None = None):
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], hide: re.Pattern | None = None, record: bool = False
+    ):
         self.name = name
         self.hide = hide
+        # Only set-up steps keep their output (to read the login from it); a service
+        # that runs for days must not accumulate its log in memory.
+        self.record = record
         self.lines: list[str] = []
         # start_new_session: a terminal's Ctrl-C reaches only this script, which then
         # stops the children in order; killpg also reaches their own children
@@ -84,7 +89,8 @@ class Child:
 
     def _pump(self) -> None:
         for line in self.proc.stdout:
-            self.lines.append(line)
+            if self.record:
+                self.lines.append(line)
             if not (self.hide and self.hide.search(line)):
                 say(self.name, line.rstrip("\n"))
 
@@ -101,7 +107,7 @@ STARTED: list[Child] = []
 
 def run_step(name: str, argv: list[str], env: dict[str, str], timeout: float = 600) -> tuple[int, str]:
     """Run one set-up command to completion (its output prefixed); return (exit code, output)."""
-    step = Child(name, argv, env)
+    step = Child(name, argv, env, record=True)
     try:
         code = step.proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
