@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, PermissionDenied
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
@@ -245,7 +245,7 @@ def execute_batch(batch_id: int) -> str:
                 _stop_then_delete(rows)
             else:
                 for row in rows:
-                    _finish(row, *_run_one(batch.action, row.loop))
+                    _finish(row, *_guarded(_run_one, batch.action, row.loop))
     except loop_actions.Unavailable as exc:
         message = f"not attempted: {exc}"
         batch.actions.filter(outcome=Outcome.PENDING).update(
@@ -265,6 +265,22 @@ def execute_batch(batch_id: int) -> str:
 def _finish(row: LoopAction, outcome: str, detail: str) -> None:
     row.outcome, row.detail, row.finished_at = outcome, detail[:4000], timezone.now()
     row.save(update_fields=["outcome", "detail", "finished_at"])
+
+
+def _guarded(fn, *args):
+    """Run one loop's step; a bug or an unexpected error fails that loop only, with the error.
+
+    A2I being unreachable and database errors still propagate: the first stops the
+    batch (remaining loops reported), the second leaves the rows pending for a rerun
+    because nothing can be recorded reliably.
+    """
+    try:
+        return fn(*args)
+    except (loop_actions.Unavailable, DatabaseError):
+        raise
+    except Exception as exc:
+        logger.exception("unexpected error in an action step %s%r", getattr(fn, "__name__", fn), args)
+        return Outcome.FAILED, f"unexpected error: {exc!r}; the loop's state in A2I is unknown until the next sync"
 
 
 def _run_one(action: str, loop: HumanLoop) -> tuple[str, str]:
@@ -292,7 +308,7 @@ def _stop_then_delete(rows: list[LoopAction]) -> None:
             _finish(row, Outcome.SKIPPED, loop_actions.skip_detail(reason, loop.status))
             continue
         if loop.status == HumanLoopStatus.IN_PROGRESS:
-            outcome, detail = loop_actions.stop_loop(loop)
+            outcome, detail = _guarded(loop_actions.stop_loop, loop)
             if outcome == Outcome.FAILED or (outcome == Outcome.SKIPPED and loop.deleted_upstream):
                 _finish(row, outcome, detail)
                 continue
@@ -303,11 +319,9 @@ def _stop_then_delete(rows: list[LoopAction]) -> None:
 
     for row in waiting:
         loop = row.loop
-        try:
-            if loop.status not in TERMINAL_STATUSES:
-                loop_actions.wait_until_terminal(loop)
-        except a2i.ClientError as exc:
-            _finish(row, *loop_actions.explain_refusal(Action.STOP_AND_DELETE, loop, exc))
+        failure = _guarded(_await_stop, loop)
+        if failure is not None:
+            _finish(row, *failure)
             continue
         if loop.deleted_upstream:
             _finish(row, Outcome.SKIPPED, ALREADY_DELETED)
@@ -315,7 +329,21 @@ def _stop_then_delete(rows: list[LoopAction]) -> None:
             wait = loop_actions.setting("A2I_ACTION_STOP_WAIT_SECONDS", 120)
             _finish(row, Outcome.FAILED, f"still {loop.status} after {wait} s; stop requested, not deleted")
         else:
-            _finish(row, *loop_actions.delete_loop(loop, stopped=row.pk in stopped))
+            _finish(row, *_guarded(_delete_after_stop, loop, row.pk in stopped))
+
+
+def _await_stop(loop: HumanLoop) -> tuple[str, str] | None:
+    """Wait until the loop is Completed, Failed or Stopped; an outcome only if waiting failed."""
+    try:
+        if loop.status not in TERMINAL_STATUSES:
+            loop_actions.wait_until_terminal(loop)
+    except a2i.ClientError as exc:
+        return loop_actions.explain_refusal(Action.STOP_AND_DELETE, loop, exc)
+    return None
+
+
+def _delete_after_stop(loop: HumanLoop, stopped: bool) -> tuple[str, str]:
+    return loop_actions.delete_loop(loop, stopped=stopped)
 
 
 # --- reporting -------------------------------------------------------------------

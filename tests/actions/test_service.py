@@ -359,3 +359,27 @@ class _broker_queue:
                 found.append(headers["task"])
                 self.redis.lrem("celery", 1, raw)
         return found
+
+
+def test_an_unexpected_error_on_one_loop_fails_that_loop_only(aws, world, operator, monkeypatch):
+    # A mock, because no real part produces it: a bug (here in the local write after a
+    # successful StopHumanLoop) must cost one loop's outcome, not the batch.
+    from loops.services import loop_actions
+
+    broken = world["in_progress"][1]
+    real = loop_actions.sync_service.set_loop_status
+
+    def set_loop_status(loop, status, **kwargs):
+        if loop.name == broken:
+            raise RuntimeError("bug in the local write")
+        return real(loop, status, **kwargs)
+
+    monkeypatch.setattr(loop_actions.sync_service, "set_loop_status", set_loop_status)
+
+    batch = run(operator, STOP, loops_named(world["in_progress"]))
+
+    by_name = rows(batch)
+    assert by_name[broken].outcome == "failed"
+    assert by_name[broken].detail.startswith("unexpected error: RuntimeError('bug in the local write')")
+    assert {by_name[n].outcome for n in world["in_progress"] if n != broken} == {"succeeded"}
+    assert batch.state == "done" and batch.summary.startswith("2 stopped, 1 failed: unexpected error")
