@@ -201,7 +201,6 @@ def time_requests(client, url: str, requests: int) -> dict:
         samples.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
         assert response.status_code == 200, (url, response.status_code)
-    count = response.context["count"].label if response.context and "count" in response.context else None
     return {
         "url": url,
         "requests": requests,
@@ -211,7 +210,6 @@ def time_requests(client, url: str, requests: int) -> dict:
         # This process's CPU per request (Django side, PostgreSQL excluded): less sensitive
         # to other load on the machine than the wall-clock figures above.
         "django_cpu_p50_ms": round(statistics.median(cpu), 1),
-        **({"count_shown": count} if count else {}),
     }
 
 

@@ -166,10 +166,15 @@ def test_count_is_estimated_above_the_cap(viewer_client, world, monkeypatch):
     count = response.context["count"]
     assert (count.value, count.exact, count.source) == (5, False, "statistics")
     assert "about 5 loops" in response.content.decode()
-    # Other filters: PostgreSQL's planner estimate, also labelled.
+    # Other filters: PostgreSQL's planner estimate, also labelled ("more than" elsewhere).
+    from django.db import connection
+
     response = get(viewer_client, name="inv")
-    assert response.context["count"].source == "planner"
-    assert "about" in response.context["count"].label
+    if connection.vendor == "postgresql":
+        assert response.context["count"].source == "planner"
+        assert "about" in response.context["count"].label
+    else:
+        assert response.context["count"].label == "more than 2 loops"
 
 
 def test_bulk_bar_only_for_users_with_permission(client, world, viewer, operator, settings):
