@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from loops.action_forms import ExecuteForm, LoopActionFilter, LoopSelectionForm
 from loops.models import HumanLoop, LoopAction, LoopActionBatch
 from loops.services import actions
+from loops.services import audit as audit_service
 
 CONFIRM_SAMPLE = 100
 
@@ -152,7 +153,7 @@ def audit(request):
     if request.GET.get("_export") == "csv":
         if not audit_filter.is_valid():
             return render(request, "loops/actions/audit.html", {"filter": audit_filter, "table": None}, status=400)
-        response = StreamingHttpResponse(actions.iter_audit_csv(audit_filter.qs), content_type="text/csv")
+        response = StreamingHttpResponse(audit_service.iter_audit_csv(audit_filter.qs), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="loop-actions.csv"'
         return response
     table = LoopActionTable(audit_filter.qs if audit_filter.is_valid() else queryset.none())

@@ -27,6 +27,7 @@ from loops.models import (
     WorkerHeartbeat,
 )
 from loops.services import actions
+from loops.services import audit as audit_service
 
 CONFIRM_SAMPLE = 100
 
@@ -216,6 +217,6 @@ class LoopActionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(permissions=["view"], description="Export selected attempts as CSV")
     def export_as_csv(self, request, queryset):
-        response = StreamingHttpResponse(actions.iter_audit_csv(queryset.order_by("-created_at", "-id")), content_type="text/csv")
+        response = StreamingHttpResponse(audit_service.iter_audit_csv(queryset.order_by("-created_at", "-id")), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="loop-actions.csv"'
         return response
