@@ -192,3 +192,11 @@ def test_admin_changelists_render(world, superuser):
         assert client.get(f"/admin/loops/{model}/").status_code == 200, model
     loop = HumanLoop.objects.first()
     assert client.get(f"/admin/loops/humanloop/?q={loop.name}").content.decode().count(loop.name) >= 1
+
+
+def test_the_loop_changelist_filters_by_status_and_failure_code(world, superuser):
+    client = logged_in(superuser)
+    html = client.get(CHANGELIST, {"failure_code": "ValidationError"}).content.decode()
+    assert world["failed"][0] in html and world["completed"][0] not in html
+    html = client.get(CHANGELIST, {"status__exact": "Completed"}).content.decode()
+    assert all(name in html for name in world["completed"]) and world["in_progress"][0] not in html
