@@ -106,3 +106,22 @@ def test_dashboard_stop_all_matching_loops_shows_n_before_confirming(live_server
     assert page.inner_text("#batch-summary") == "3 stopped"
     assert {a2i_status(aws, n) for n in world["in_progress"]} <= {"Stopping", "Stopped"}
     assert {a2i_status(aws, n) for n in world["completed"]} == {"Completed"}
+
+
+def test_the_batch_page_follows_a_background_batch_until_done(live_server, page, aws, flow_definition, operator):
+    from loops.services import actions
+
+    from .conftest import start_loops, sync
+
+    names = start_loops(aws, flow_definition, 21, prefix="bg")
+    sync(flow_definition)
+    batch = actions.create_batch(operator, "stop", "background", [loop.pk for loop in loops_named(names)])
+    log_in(page, live_server.url, f"/accounts/login/?next=/actions/batches/{batch.pk}/", operator)
+    assert page.inner_text("[data-outcome=pending]") == "21"
+    assert page.locator("#batch-summary").count() == 0
+
+    actions.execute_batch(batch.pk)  # what the Celery worker does, meanwhile
+
+    page.wait_for_selector("#batch-summary", timeout=10_000)  # htmx polls every 2 s
+    assert page.inner_text("#batch-summary") == "21 stopped"
+    assert page.inner_text("[data-outcome=succeeded]") == "21"
