@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from loops.models import FlowDefinition, HumanLoopStatus, SyncRun, WorkerHeartbeat
+from loops.models import FlowDefinition, FlowDefinitionStatus, HumanLoopStatus, SyncRun, WorkerHeartbeat
 from loops.templatetags.loops_extras import human_duration
 
 # Loops older than this fraction of the task availability lifetime are about to expire.
@@ -99,7 +99,9 @@ def summarize_flow_definition(fd: FlowDefinition, *, now: datetime) -> FlowDefin
         review_p90=review.get("p90"),
         review_samples=review.get("samples", 0),
         last_sync_succeeded_at=fd.last_sync_succeeded_at,
-        sync_stale=fd.last_sync_succeeded_at is None or now - fd.last_sync_succeeded_at > stale_after,
+        # Only Active flow definitions are synced; a Failed or Deleting one is not "stale".
+        sync_stale=fd.status == FlowDefinitionStatus.ACTIVE
+        and (fd.last_sync_succeeded_at is None or now - fd.last_sync_succeeded_at > stale_after),
         sync_failing=bool(fd.last_sync_error),
         has_stats=bool(stats),
     )

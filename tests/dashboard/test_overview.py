@@ -136,3 +136,12 @@ def test_completed_24h_ignores_history_first_seen_completed(world):
     HumanLoopStatusChange.objects.create(loop=world.rec_done, from_status="", to_status="Completed", observed_at=world.now)
     HumanLoopStatusChange.objects.create(loop=young, from_status="", to_status="Completed", observed_at=world.now)
     assert refresh_flow_definition_stats(world.fd_rec)["completed_24h"] == 1
+
+
+def test_only_active_flow_definitions_can_be_stale(world):
+    from loops.models import FlowDefinition
+
+    FlowDefinition.objects.filter(pk=world.fd_rec.pk).update(status="Failed")
+    overview = build_overview(now=world.now)
+    assert summary_of(overview, world.fd_rec).sync_stale is False
+    assert not any("No successful sync" in banner.message for banner in overview.banners)
