@@ -1,10 +1,11 @@
-"""The sync's bulk writes for one page: read the stored rows, insert new loops, update changed ones.
+"""The sync's bulk writes for one page: insert new loops, read the stored ones, update changed ones.
 
-On PostgreSQL each step is one statement over arrays (`unnest`): a page of 100 new
-loops and their first-sight history rows is one INSERT, instead of the ORM building
-and preparing 200 model instances (which capped a full sync near 3,000 loops/s).
-Other databases (SQLite for `make run`) use the ORM; the results are identical.
-Every function runs inside the caller's transaction.
+On PostgreSQL a page is one statement over arrays (`unnest`) that inserts the new loops
+with their first-sight history rows and returns the rows stored before, plus one UPDATE
+when some loops changed. The ORM equivalent (bulk_create of 200 model instances per
+page) capped a full sync near 3,000 loops/s. Other databases (SQLite for `make run`)
+use the ORM; the rows written are the same. Every function runs inside the caller's
+transaction.
 """
 
 from __future__ import annotations
@@ -98,54 +99,18 @@ def _array_cursor():
     return psycopg.Cursor(connection.connection)
 
 
-def fetch_stored(arns: list[str]) -> dict[str, StoredLoop]:
+def _fetch_stored_orm(arns: list[str]) -> dict[str, StoredLoop]:
     """The stored rows of these ARNs, by ARN (one query, served by the unique ARN index)."""
-    if _postgres():
-        with _array_cursor() as cursor:
-            cursor.execute(
-                f"SELECT arn, id, status, creation_time, failure_reason, deleted_upstream, flow_definition_id "
-                f"FROM {LOOPS} WHERE arn = ANY(%s)",
-                [arns],
-            )
-            return {row[0]: StoredLoop(*row[1:]) for row in cursor.fetchall()}
     rows = HumanLoop.objects.filter(arn__in=arns).values_list(
         "arn", "id", "status", "creation_time", "failure_reason", "deleted_upstream", "flow_definition_id"
     )
     return {row[0]: StoredLoop(*row[1:]) for row in rows}
 
 
-def insert_loops(flow_definition_id: int, rows: list[LoopRow], now: datetime) -> list[tuple[int, str]]:
+def _insert_loops_orm(flow_definition_id: int, rows: list[LoopRow], now: datetime) -> list[tuple[int, str]]:
     """Insert new loops and one first-sight history row each; returns (id, status) per new loop."""
     if not rows:
         return []
-    if _postgres():
-        with _array_cursor() as cursor:
-            cursor.execute(
-                f"""
-                WITH new AS (
-                    INSERT INTO {LOOPS} (flow_definition_id, name, arn, status, creation_time, failure_code,
-                        failure_reason, output_s3_uri, first_seen_at, last_seen_at, status_changed_at, deleted_upstream)
-                    SELECT %(fd)s, t.name, t.arn, t.status, t.created, '', t.reason, t.uri, %(now)s, %(now)s, %(now)s, false
-                    FROM unnest(%(names)b::text[], %(arns)b::text[], %(statuses)b::text[], %(created)b::timestamptz[],
-                                %(reasons)b::text[], %(uris)b::text[]) AS t(name, arn, status, created, reason, uri)
-                    RETURNING id, status
-                )
-                INSERT INTO {CHANGES} (loop_id, from_status, to_status, observed_at)
-                SELECT id, '', status, %(now)s FROM new
-                RETURNING loop_id, to_status
-                """,
-                {
-                    "fd": flow_definition_id,
-                    "now": now,
-                    "names": [r.name for r in rows],
-                    "arns": [r.arn for r in rows],
-                    "statuses": [r.status for r in rows],
-                    "created": [r.creation_time for r in rows],
-                    "reasons": [r.failure_reason for r in rows],
-                    "uris": [r.output_s3_uri for r in rows],
-                },
-            )
-            return cursor.fetchall()
     loops = HumanLoop.objects.bulk_create(
         [
             HumanLoop(
@@ -172,8 +137,8 @@ def insert_new_and_fetch_stored(
     snapshot, so the final SELECT returns the rows that existed before the INSERT.
     """
     if not _postgres():
-        stored = fetch_stored([r.arn for r in rows])
-        return insert_loops(flow_definition_id, [r for r in rows if r.arn not in stored], now), stored
+        stored = _fetch_stored_orm([r.arn for r in rows])
+        return _insert_loops_orm(flow_definition_id, [r for r in rows if r.arn not in stored], now), stored
     with _array_cursor() as cursor:
         cursor.execute(
             f"""

@@ -1,5 +1,7 @@
 """Discovery of flow definitions, and the single-loop helpers the actions use."""
 
+import time
+
 import pytest
 
 from loops import a2i as a2i_api
@@ -46,8 +48,6 @@ def test_discovery_stores_describe_flow_definition_fields_and_marks_vanished_one
     for _ in range(50):
         if all(s["FlowDefinitionArn"] != gone_arn for s in a2i_api.iter_flow_definitions(aws.region)):
             break
-        import time
-
         time.sleep(0.1)
     discover_flow_definitions()
     doomed.refresh_from_db()

@@ -4,10 +4,11 @@ import random
 
 import pytest
 
+from loops import a2i as a2i_api
 from loops.models import HumanLoop, HumanLoopStatusChange, SyncRun
 from loops.services.sync import sync_flow_definition
 
-from .conftest import list_a2i, start_loops
+from .conftest import CallCounter, list_a2i, start_loops
 
 pytestmark = pytest.mark.django_db
 
@@ -148,10 +149,6 @@ def test_incremental_sync_lists_only_from_the_oldest_active_loop(aws, flow_defin
     for name in recent[:7]:
         store.fail_loop(name, "InternalError", "boom")
     store.start_human_loop("newest", fd.arn, "{}")
-
-    from loops import a2i as a2i_api
-
-    from .conftest import CallCounter
 
     counter = CallCounter(a2i_api.runtime_client(aws.region))
     run = sync_flow_definition(fd.pk, full=False)

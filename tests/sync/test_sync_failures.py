@@ -1,13 +1,15 @@
 """Sync under failure: crashes mid-listing, throttling and 5xx, retries exhausted, concurrency."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from loops import a2i as a2i_api
 from loops.models import FlowDefinition, HumanLoop, SyncRun
-from loops.services.sync import PREFETCH_PAGES, sync_flow_definition
+from loops.services.sync import PREFETCH_PAGES, discover_flow_definitions, sync_flow_definition
 
 from .conftest import list_a2i
 
@@ -16,8 +18,6 @@ pytestmark = pytest.mark.django_db
 
 def seeded_flow_definition(aws, loops: int):
     """A flow definition with `loops` loops of mixed statuses, created directly in A2I Local's store."""
-    from loops.services.sync import discover_flow_definitions
-
     arn = aws.create_flow_definition("seeded")
     for i in range(loops):
         name = aws.store.start_human_loop(f"seeded-{i}", arn, "{}")["HumanLoopName"]
@@ -144,12 +144,10 @@ def test_two_concurrent_syncs_of_one_flow_definition_one_runs_the_other_skips(aw
 
 
 def test_an_expired_claim_of_a_killed_worker_does_not_block_the_next_sync(aws):
-    from django.utils import timezone
-
     fd = seeded_flow_definition(aws, 10)
     # A worker died holding the claim, leaving its SyncRun "running".
     stale = SyncRun.objects.create(flow_definition=fd, kind="full", started_at=timezone.now())
-    FlowDefinition.objects.filter(pk=fd.pk).update(sync_claimed_until=timezone.now() - timezone.timedelta(seconds=1))
+    FlowDefinition.objects.filter(pk=fd.pk).update(sync_claimed_until=timezone.now() - timedelta(seconds=1))
 
     run = sync_flow_definition(fd.pk, full=False)
 
