@@ -107,6 +107,13 @@ def test_log_in_filter_and_read_answers(page, live_server, synced_world, screens
 
     loop = HumanLoop.objects.get(name="invoice-17")
     assert page.url.endswith(f"/loops/{loop.pk}/")
+
+    # Responsive: on a phone-sized screen nothing scrolls sideways except inside tables.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for url in ("/", "/loops/", f"/loops/{loop.pk}/"):
+        page.goto(live_server.url + url)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), url
+    shots["loop-mobile"] = save_screenshot(page, screenshot_dir, "loop-mobile")
     for path in shots.values():
         assert path.exists() and path.stat().st_size > 10_000
 
