@@ -134,7 +134,7 @@ def insert_new_and_fetch_stored(
     return `(inserted (id, status) pairs, the rows stored before, by ARN)`.
 
     On PostgreSQL this is one statement: every part of a WITH query sees the same
-    snapshot, so the final SELECT returns the rows that existed before the INSERT.
+    snapshot, so `stored` holds the rows that existed before the INSERT.
     """
     if not _postgres():
         stored = _fetch_stored_orm([r.arn for r in rows])
@@ -146,13 +146,19 @@ def insert_new_and_fetch_stored(
                 SELECT * FROM unnest(%(names)b::text[], %(arns)b::text[], %(statuses)b::text[],
                                      %(created)b::timestamptz[], %(reasons)b::text[], %(uris)b::text[])
                     AS t(name, arn, status, created, reason, uri)
+            ), stored AS (
+                -- One probe of the unique ARN index per listed loop.
+                SELECT l.arn, l.id, l.status, l.creation_time, l.failure_reason, l.deleted_upstream,
+                       l.flow_definition_id
+                FROM {LOOPS} l WHERE l.arn = ANY(%(arns)b)
             ), new AS (
+                -- No ON CONFLICT: its extra probe costs ~5%% of a first sync, and only a
+                -- concurrent writer of the same ARN could conflict, which the claim rules
+                -- out (it would fail this page's transaction, and the next run converges).
                 INSERT INTO {LOOPS} (flow_definition_id, name, arn, status, creation_time, failure_code,
                     failure_reason, output_s3_uri, first_seen_at, last_seen_at, status_changed_at, deleted_upstream)
                 SELECT %(fd)s, i.name, i.arn, i.status, i.created, '', i.reason, i.uri, %(now)s, %(now)s, %(now)s, false
-                FROM input i WHERE NOT EXISTS (SELECT 1 FROM {LOOPS} l WHERE l.arn = i.arn)
-                -- Only a concurrent writer of the same ARN can conflict (the claim rules it out).
-                ON CONFLICT (arn) DO NOTHING
+                FROM input i WHERE i.arn NOT IN (SELECT arn FROM stored)
                 RETURNING id, arn, status
             ), history AS (
                 INSERT INTO {CHANGES} (loop_id, from_status, to_status, observed_at)
@@ -160,9 +166,7 @@ def insert_new_and_fetch_stored(
             )
             SELECT true, arn, id, status, NULL::timestamptz, NULL::text, NULL::boolean, NULL::bigint FROM new
             UNION ALL
-            SELECT false, l.arn, l.id, l.status, l.creation_time, l.failure_reason, l.deleted_upstream,
-                   l.flow_definition_id
-            FROM {LOOPS} l WHERE l.arn = ANY(%(arns)b)
+            SELECT false, * FROM stored
             """,
             {
                 "fd": flow_definition_id,
