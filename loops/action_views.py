@@ -17,6 +17,7 @@ from django.core.paginator import Paginator
 from django.db.models import Max
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -94,7 +95,7 @@ def execute(request):
         return _bad_request(request, form)
     enqueued = actions.dispatch_batch(batch)
     if enqueued:
-        messages.info(request, f"{batch.total} loops queued; this page shows the progress.")
+        messages.info(request, f"{batch.total} loop{pluralize(batch.total)} queued for a worker; this page shows the progress.")
     else:
         messages.success(request, batch.summary)
     return redirect("actions:batch", batch_id=batch.pk)

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.template.defaultfilters import pluralize
 from django.utils.html import format_html
 
 from loops.action_forms import REASON_MAX_LENGTH
@@ -179,7 +180,7 @@ class HumanLoopAdmin(ReadOnlyMixin, admin.ModelAdmin):
             return None
         batch_url = reverse("actions:batch", args=[batch.pk])
         if actions.dispatch_batch(batch):
-            self.message_user(request, f"{batch.total} loops queued.", messages.INFO)
+            self.message_user(request, f"{batch.total} loop{pluralize(batch.total)} queued for a worker.", messages.INFO)
             return HttpResponseRedirect(batch_url)
         level = messages.WARNING if "failed" in batch.summary else messages.SUCCESS
         self.message_user(request, format_html('{} (<a href="{}">details</a>)', batch.summary, batch_url), level)

@@ -194,13 +194,14 @@ def _insert_pending_rows(batch: LoopActionBatch, loop_ids: QuerySet) -> int:
 
 
 def dispatch_batch(batch: LoopActionBatch) -> bool:
-    """Run `batch` now, or enqueue it when it has more than A2I_BULK_ACTION_THRESHOLD loops.
+    """Run `batch` now, or enqueue it for a Celery worker; returns True when enqueued.
 
-    Returns True when enqueued (the task is sent after the current transaction
-    commits, so the worker always finds the batch). Running now calls A2I in the
-    caller's thread: see execute_batch.
+    Enqueued: more than A2I_BULK_ACTION_THRESHOLD loops, and every stop-then-delete
+    (waiting for Stopped can take up to A2I_ACTION_STOP_WAIT_SECONDS, too long for a
+    web request). The task is sent after the current transaction commits, so the
+    worker always finds the batch. Running now calls A2I in the caller's thread.
     """
-    if batch.total > settings.A2I_BULK_ACTION_THRESHOLD:
+    if batch.total > settings.A2I_BULK_ACTION_THRESHOLD or batch.action == Action.STOP_AND_DELETE:
         from loops.action_tasks import execute_loop_action_batch  # the task module imports this one
 
         transaction.on_commit(lambda: execute_loop_action_batch.delay(batch.pk))

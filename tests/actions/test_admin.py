@@ -5,6 +5,7 @@ from django.test import Client
 from django.urls import reverse
 
 from loops.models import HumanLoop, LoopAction, LoopActionBatch
+from loops.services import actions
 
 from .conftest import a2i_status, loops_named, start_loops, sync
 
@@ -74,12 +75,17 @@ def test_the_admin_delete_action_deletes_in_a2i_and_keeps_the_rows(aws, world, o
     assert all(loop.deleted_upstream for loop in loops_named(world["completed"]))
 
 
-def test_the_admin_stop_then_delete_action(aws, world, operator):
+def test_the_admin_stop_then_delete_action_runs_in_the_background(aws, world, operator, django_capture_on_commit_callbacks):
     client = logged_in(operator)
     selection = loops_named(world["in_progress"][:1])
 
-    client.post(CHANGELIST, confirm_post("stop_and_delete_human_loops", selection, reason="wrong flow"))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(CHANGELIST, confirm_post("stop_and_delete_human_loops", selection, reason="wrong flow"))
 
+    batch = LoopActionBatch.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("actions:batch", args=[batch.pk])
+    assert len(callbacks) == 1
+    actions.execute_batch(batch.pk)  # what the worker does
     assert a2i_status(aws, world["in_progress"][0]) is None
     assert LoopAction.objects.get().detail == "stopped, then deleted"
 

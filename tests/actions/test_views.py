@@ -80,13 +80,22 @@ def test_execute_without_a_reason_shows_the_confirmation_again_and_does_nothing(
     assert a2i_status(aws, world["in_progress"][0]) == "InProgress"
 
 
-def test_the_loop_page_buttons_drive_stop_then_delete(aws, world, operator):
+def test_the_loop_page_buttons_drive_stop_then_delete_in_the_background(aws, world, operator, django_capture_on_commit_callbacks):
     client = logged_in(operator)
     (loop,) = loops_named(world["in_progress"][:1])
 
     page = client.post(CONFIRM, selection("stop_and_delete", [loop]))
     assert "Stop, then delete: 1 loop" in page.content.decode()
-    client.post(EXECUTE, selection("stop_and_delete", [loop], reason="wrong flow definition"))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(EXECUTE, selection("stop_and_delete", [loop], reason="wrong flow definition"))
+
+    # Waiting for Stopped does not belong in a web request: even one loop is queued.
+    batch = LoopActionBatch.objects.get()
+    assert response["Location"] == reverse("actions:batch", args=[batch.pk])
+    assert len(callbacks) == 1 and batch.state == "pending"
+    assert a2i_status(aws, loop.name) == "InProgress"
+
+    actions.execute_batch(batch.pk)  # what the worker does
 
     assert a2i_status(aws, loop.name) is None
     loop.refresh_from_db()
