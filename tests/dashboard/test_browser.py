@@ -126,7 +126,6 @@ def test_log_in_filter_and_read_answers(page, live_server, synced_world, screens
 
 def test_live_refresh_picks_up_new_loops_and_can_be_paused(page, live_server, synced_world, aws):
     """htmx polls the table fragment every 10 s; unticking the toggle stops it."""
-    User.objects.filter(username="alice").exists()
     page.goto(f"{live_server.url}/accounts/login/?next=/loops/%3Fflow_definition%3Dinvoice-review")
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("correct-horse-battery")
