@@ -135,9 +135,10 @@ def build_overview(*, chart_mode: str = "24h", now: datetime | None = None) -> O
                 "loops:sync",
             )
         )
-    last_failed = SyncRun.objects.filter(outcome=SyncRun.Outcome.FAILED, flow_definition__isnull=True).first()
-    if last_failed and now - last_failed.started_at < sync_stale_after():
-        banners.append(Banner("error", f"Flow definition discovery failed: {last_failed.error[:200]}", "loops:sync"))
+    # The latest discovery run (index syncrun_fd_started: flow_definition IS NULL), failed.
+    last_discovery = SyncRun.objects.filter(flow_definition__isnull=True).exclude(outcome=SyncRun.Outcome.RUNNING).first()
+    if last_discovery and last_discovery.outcome == SyncRun.Outcome.FAILED:
+        banners.append(Banner("error", f"Flow definition discovery failed: {last_discovery.error[:200]}", "loops:sync"))
 
     totals = {status: sum(dict(s.status_counts)[status] for s in summaries) for status in STATUS_ORDER}
     totals["all"] = sum(s.total for s in summaries)

@@ -115,6 +115,9 @@ def test_banner_when_discovery_failed_recently(viewer_client, world):
     SyncRun.objects.create(kind="discovery", region="us-east-1", started_at=world.now, outcome="failed", error="<b>boom</b>")
     content = viewer_client.get("/").content.decode()
     assert "Flow definition discovery failed: &lt;b&gt;boom&lt;/b&gt;" in content
+    # A later successful discovery clears it.
+    SyncRun.objects.create(kind="discovery", region="us-east-1", started_at=world.now + timedelta(seconds=1), outcome="succeeded")
+    assert "discovery failed" not in viewer_client.get("/").content.decode()
 
 
 def test_overview_without_any_flow_definition(viewer_client, db):
