@@ -6,9 +6,9 @@ Steps of `sync_flow_definition`, in order:
 2. list loops Ascending, from the beginning (full) or from the incremental start
    (the oldest non-terminal loop or the newest loop seen, whichever is older,
    minus A2I_INCREMENTAL_MARGIN), while the next page is prefetched;
-3. write each page in its own transaction: one SELECT of the page's existing
-   rows, bulk INSERT of new loops, UPDATE of changed ones only, one status
-   history row per transition, the SyncRun counters;
+3. write each page in its own transaction (services.sync_pages, on up to
+   A2I_SYNC_WRITERS connections): new loops inserted and stored rows read in one
+   statement, UPDATE of changed ones only, one status history row per transition;
 4. mark deleted upstream the stored loops of the listed range that were not
    listed (full: everything created before the sync began);
 5. describe the loops this run saw fail, and (full sync) a bounded slice of older
@@ -28,10 +28,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import reset_queries, transaction
+from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -39,9 +39,8 @@ from loops import a2i
 from loops.models import ACTIVE_STATUSES, FlowDefinition, HumanLoop, HumanLoopStatus, SyncRun
 from loops.services.discovery import discover_flow_definitions
 from loops.services.loop_state import mark_loop_deleted_upstream, refresh_loop, set_loop_status
-from loops.services import sync_writes as writes
 from loops.services.stats import refresh_flow_definition_stats
-from loops.services.sync_writes import LoopChange, LoopRow
+from loops.services.sync_pages import write_pages
 
 __all__ = [
     "discover_flow_definitions",
@@ -163,19 +162,25 @@ def _incremental_start(fd: FlowDefinition) -> datetime | None:
 
 
 def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_until: list[datetime]) -> None:
-    seen: set[int] = set()
+    seen: set[int] = set()  # row ids of every listed loop: ~8 MB per million
     limit = getattr(settings, "A2I_SYNC_DESCRIBE_LIMIT", DEFAULT_DESCRIBE_LIMIT)
     newly_failed: list[int] = []  # at most `limit` ids: memory stays bounded
-    pages = a2i.iter_loop_pages(fd.region, fd.arn, created_after=run.listed_from)
-    with writes.page_write_session():
-        for summaries in _prefetch(pages, PREFETCH_PAGES):
-            _write_page(fd, run, summaries, seen, newly_failed, limit)
-            # DEBUG keeps every SQL statement in memory; a million-loop sync must not.
-            reset_queries()
-            _renew(fd, claimed_until)
-            if page_hook is not None:
-                _save_counters(run)
-                page_hook(run)
+    pages = _prefetch(a2i.iter_loop_pages(fd.region, fd.arn, created_after=run.listed_from), PREFETCH_PAGES)
+    for page in write_pages(fd, pages):
+        seen.update(page.ids)
+        newly_failed.extend(page.failed_ids[: max(0, limit - len(newly_failed))])
+        run.pages += 1
+        run.loops_seen += page.listed
+        run.created += page.created
+        run.updated += page.updated
+        # Progress for the sync page, at most once a second (a round trip per page costs
+        # ~5% of a full sync); the final figures are saved when the run ends.
+        if page_hook is not None or time.monotonic() - getattr(run, "_progress_saved", 0.0) >= 1.0:
+            run._progress_saved = time.monotonic()
+            _save_counters(run)
+        _renew(fd, claimed_until)
+        if page_hook is not None:
+            page_hook(run)
     run.marked_deleted = _mark_unlisted_deleted(fd, run, seen)
     # Incremental: only the loops this run saw fail (the rows it changed anyway).
     # Full: also a bounded slice of the backlog of older Failed loops without a code.
@@ -228,75 +233,11 @@ def _prefetch(pages: Iterator[list[dict]], depth: int) -> Iterator[list[dict]]:
         thread.join(timeout=5)
 
 
-def _write_page(
-    fd: FlowDefinition, run: SyncRun, summaries: list[dict], seen: set[int], newly_failed: list[int], limit: int
-) -> None:
-    """Upsert one page of HumanLoopSummaries in one transaction; writes only what changed.
-
-    Adds the ids of listed loops to `seen`, and of loops that just became Failed to
-    `newly_failed` (up to `limit`).
-    """
-    now = timezone.now()
-    arn_prefix = a2i.human_loop_arn(fd.arn, "")
-    listed = {}
-    for summary in summaries:
-        name = summary["HumanLoopName"]
-        created = summary["CreationTime"]
-        arn = arn_prefix + name
-        listed[arn] = LoopRow(
-            name, arn, summary["HumanLoopStatus"], created, summary.get("FailureReason") or "",
-            _output_uri(fd, name, created),
-        )
-    with transaction.atomic():
-        inserted, stored = writes.insert_new_and_fetch_stored(fd.pk, list(listed.values()), now)
-        for loop_id, status in inserted:
-            seen.add(loop_id)
-            if status == HumanLoopStatus.FAILED and len(newly_failed) < limit:
-                newly_failed.append(loop_id)
-        changes = []
-        for arn, old in stored.items():
-            row = listed[arn]
-            seen.add(old.id)
-            if (old.status, old.creation_time, old.failure_reason, old.deleted_upstream, old.flow_definition_id) == (
-                row.status, row.creation_time, row.failure_reason, False, fd.pk
-            ):
-                continue
-            reborn = old.creation_time != row.creation_time  # the name was reused after a delete: a new loop
-            if reborn or old.status != row.status:
-                changes.append(LoopChange(old.id, row, "" if reborn else old.status))
-                if row.status == HumanLoopStatus.FAILED and len(newly_failed) < limit:
-                    newly_failed.append(old.id)
-            else:
-                changes.append(LoopChange(old.id, row, None))
-        writes.update_loops(fd.pk, changes, now)
-        run.pages += 1
-        run.loops_seen += len(listed)
-        run.created += len(inserted)
-        run.updated += len(changes)
-        # Progress for the sync page, at most once a second (a round trip per page costs
-        # ~5% of a full sync); the final figures are saved when the run ends.
-        if time.monotonic() - getattr(run, "_progress_saved", 0.0) >= 1.0:
-            run._progress_saved = time.monotonic()
-            _save_counters(run)
-
-
 def _save_counters(run: SyncRun, **extra) -> None:
     SyncRun.objects.filter(pk=run.pk).update(
         pages=run.pages, loops_seen=run.loops_seen, created=run.created, updated=run.updated,
         marked_deleted=run.marked_deleted, **extra
     )
-
-
-def _output_uri(fd: FlowDefinition, name: str, created: datetime) -> str:
-    """Where A2I writes the loop's output.json (ListHumanLoops does not say; DescribeHumanLoop does).
-
-    A2I's layout: <S3OutputPath>/<flow definition name>/YYYY/MM/DD/hh/mm/ss/<loop name>/output.json,
-    the date being the loop's creation time in UTC. Replaced by the described URI on refresh.
-    """
-    if not fd.output_s3_path:
-        return ""
-    created = created.astimezone(dt_timezone.utc) if created.tzinfo else created
-    return f"{fd.output_s3_path.rstrip('/')}/{fd.name}/{created:%Y/%m/%d/%H/%M/%S}/{name}/output.json"
 
 
 def _mark_unlisted_deleted(fd: FlowDefinition, run: SyncRun, seen: set[int]) -> int:

@@ -57,9 +57,8 @@ def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-@contextmanager
-def page_write_session():
-    """Session settings for writing sync pages on PostgreSQL; reset on the way out.
+def configure_page_session() -> None:
+    """Apply the page-writing settings to this thread's connection (see page_write_session).
 
     - `synchronous_commit = off`: a page's COMMIT does not wait for the WAL flush. Safe
       because every row the sync writes can be re-derived from A2I: a PostgreSQL crash
@@ -68,14 +67,21 @@ def page_write_session():
     - `enable_seqscan = off`: the per-page lookup by ARN must use the unique index. On a
       table that grows from empty during a first full sync, the planner's statistics
       still say "tiny table" and it picks a sequential scan per page, which makes the
-      sync quadratic (measured: 200 loops/s at 50,000 loops). Only the page statements
-      run under this setting.
+      sync quadratic (measured: 200 loops/s at 50,000 loops).
     """
+    if _postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit = off; SET enable_seqscan = off")
+
+
+@contextmanager
+def page_write_session():
+    """configure_page_session() for the duration of the block, reset on the way out
+    (the connection is shared with everything else this thread does)."""
     if not _postgres():
         yield
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit = off; SET enable_seqscan = off")
+    configure_page_session()
     try:
         yield
     finally:

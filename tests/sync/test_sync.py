@@ -179,3 +179,29 @@ def test_a_name_reused_after_a_delete_revives_the_row_as_a_new_loop(aws, flow_de
     assert loop.creation_time == list_a2i(aws, fd.arn)[name]["CreationTime"]
     history = list(loop.status_changes.values_list("from_status", "to_status"))
     assert history == [("", "Completed"), ("", "InProgress")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_sync_on_parallel_writer_connections_equals_a2i(aws, settings):
+    """Outside a test transaction, pages are written on A2I_SYNC_WRITERS connections of their own."""
+    settings.A2I_SYNC_WRITERS = 3
+    arn = aws.create_flow_definition("parallel")
+    store = aws.store
+    for i in range(1234):
+        store.start_human_loop(f"parallel-{i}", arn, "{}")
+        if i % 4 == 0:
+            store.fail_loop(f"parallel-{i}", "Expired", "expired")
+    from loops.models import FlowDefinition
+    from loops.services.sync import discover_flow_definitions
+
+    discover_flow_definitions([aws.region])
+    fd = FlowDefinition.objects.get(arn=arn)
+
+    run = sync_flow_definition(fd.pk, full=True)
+
+    assert (run.outcome, run.pages, run.loops_seen, run.created) == ("succeeded", 13, 1234, 1234)
+    assert_db_equals_listing(aws, fd, deleted_marked=True)
+    assert HumanLoopStatusChange.objects.filter(loop__flow_definition=fd, from_status="").count() == 1234
+    # A second run over unchanged loops writes nothing and marks nothing deleted.
+    again = sync_flow_definition(fd.pk, full=True)
+    assert (again.created, again.updated, again.marked_deleted) == (0, 0, 0)

@@ -1,0 +1,142 @@
+"""Writing listed pages: each page in its own transaction, on up to A2I_SYNC_WRITERS connections.
+
+PostgreSQL does most of a full sync's work (index maintenance for every new loop),
+and one connection uses one CPU. With two writer connections, one page is written
+while the next is prepared and another is in PostgreSQL, so listing, Python and
+PostgreSQL overlap. Pages hold disjoint loops, so their transactions never touch
+the same rows; the results are merged in listing order by the caller.
+
+A writer thread needs its own database connection, which cannot see rows of an
+uncommitted outer transaction; when the caller is inside one (tests wrapped in a
+transaction), pages are written on the caller's connection instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone as dt_timezone
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections, reset_queries, transaction
+from django.utils import timezone
+
+from loops import a2i
+from loops.models import FlowDefinition, HumanLoopStatus
+from loops.services import sync_writes as writes
+from loops.services.sync_writes import LoopChange, LoopRow
+
+DEFAULT_WRITERS = 2
+
+
+@dataclass(slots=True)
+class PageResult:
+    listed: int = 0
+    created: int = 0
+    updated: int = 0
+    ids: list[int] = field(default_factory=list)  # the row id of every listed loop
+    failed_ids: list[int] = field(default_factory=list)  # loops that just became Failed
+
+
+def write_pages(fd: FlowDefinition, pages: Iterable[list[dict]]) -> Iterator[PageResult]:
+    """Write each page of HumanLoopSummaries in its own transaction; yield results in listing order.
+
+    A page's result is yielded once its transaction has committed. An exception
+    (listing or database) propagates after the pages already in flight have
+    finished; every committed page stays committed.
+    """
+    writers = getattr(settings, "A2I_SYNC_WRITERS", DEFAULT_WRITERS)
+    if writers <= 1 or connection.in_atomic_block:
+        with writes.page_write_session():
+            for summaries in pages:
+                result = write_page(fd, summaries)
+                # DEBUG keeps every SQL statement in memory; a million-loop sync must not.
+                reset_queries()
+                yield result
+        return
+
+    local = threading.local()
+    opened = []
+    opened_lock = threading.Lock()
+
+    def on_writer_thread(summaries: list[dict]) -> PageResult:
+        if not getattr(local, "ready", False):
+            conn = connections[DEFAULT_DB_ALIAS]
+            conn.inc_thread_sharing()  # so the calling thread may close it at the end
+            with opened_lock:
+                opened.append(conn)
+            writes.configure_page_session()
+            local.ready = True
+        try:
+            return write_page(fd, summaries)
+        finally:
+            reset_queries()
+
+    pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="sync-writer")
+    pending: deque = deque()
+    try:
+        for summaries in pages:
+            pending.append(pool.submit(on_writer_thread, summaries))
+            if len(pending) >= writers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True)
+        for conn in opened:
+            conn.close()
+
+
+def write_page(fd: FlowDefinition, summaries: list[dict]) -> PageResult:
+    """Upsert one page of HumanLoopSummaries in one transaction; writes only what changed."""
+    now = timezone.now()
+    arn_prefix = a2i.human_loop_arn(fd.arn, "")
+    listed = {}
+    for summary in summaries:
+        name = summary["HumanLoopName"]
+        created = summary["CreationTime"]
+        arn = arn_prefix + name
+        listed[arn] = LoopRow(
+            name, arn, summary["HumanLoopStatus"], created, summary.get("FailureReason") or "",
+            output_uri(fd, name, created),
+        )
+    result = PageResult(listed=len(listed))
+    with transaction.atomic():
+        inserted, stored = writes.insert_new_and_fetch_stored(fd.pk, list(listed.values()), now)
+        for loop_id, status in inserted:
+            result.ids.append(loop_id)
+            if status == HumanLoopStatus.FAILED:
+                result.failed_ids.append(loop_id)
+        changes = []
+        for arn, old in stored.items():
+            row = listed[arn]
+            result.ids.append(old.id)
+            if (old.status, old.creation_time, old.failure_reason, old.deleted_upstream, old.flow_definition_id) == (
+                row.status, row.creation_time, row.failure_reason, False, fd.pk
+            ):
+                continue
+            reborn = old.creation_time != row.creation_time  # the name was reused after a delete: a new loop
+            if reborn or old.status != row.status:
+                changes.append(LoopChange(old.id, row, "" if reborn else old.status))
+                if row.status == HumanLoopStatus.FAILED:
+                    result.failed_ids.append(old.id)
+            else:
+                changes.append(LoopChange(old.id, row, None))
+        writes.update_loops(fd.pk, changes, now)
+    result.created, result.updated = len(inserted), len(changes)
+    return result
+
+
+def output_uri(fd: FlowDefinition, name: str, created: datetime) -> str:
+    """Where A2I writes the loop's output.json (ListHumanLoops does not say; DescribeHumanLoop does).
+
+    A2I's layout: <S3OutputPath>/<flow definition name>/YYYY/MM/DD/hh/mm/ss/<loop name>/output.json,
+    the date being the loop's creation time in UTC. Replaced by the described URI on refresh.
+    """
+    if not fd.output_s3_path:
+        return ""
+    created = created.astimezone(dt_timezone.utc) if created.tzinfo else created
+    return f"{fd.output_s3_path.rstrip('/')}/{fd.name}/{created:%Y/%m/%d/%H/%M/%S}/{name}/output.json"
