@@ -161,7 +161,7 @@ def test_the_images_collectstatic_step_succeeds(tmp_path):
         f"settings.STATIC_ROOT = {str(tmp_path)!r}; "
         "from django.core.management import call_command; call_command('collectstatic', '--noinput', verbosity=0)"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     env.update(DEBUG="false", SECRET_KEY="collectstatic-only-build-time-placeholder", DJANGO_SETTINGS_MODULE="dashboard.settings")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

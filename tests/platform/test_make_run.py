@@ -75,7 +75,13 @@ class MakeRun:
 
     def __init__(self, tmp_path: Path, redis_url: str | None, sigint_ignored: bool = False):
         self.var = tmp_path / "var"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CELERY_", "RUN_"))}
+        # A developer's shell: none of the test process's AWS/Celery/run settings, nor the
+        # browser fixture's DJANGO_ALLOW_ASYNC_UNSAFE.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_", "CELERY_", "RUN_")) and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+        }
         env.update(
             RUN_WEB_PORT=str(free_port()),
             RUN_A2I_PORT=str(free_port()),

@@ -95,7 +95,9 @@ def test_filesystem_broker_needs_no_server(monkeypatch, tmp_path):
 
 
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not OURS.match(k)}
+    # The browser fixture sets DJANGO_ALLOW_ASYNC_UNSAFE in this process (tests only);
+    # a deployment never has it, and check --deploy rightly flags it.
+    clean = {k: v for k, v in os.environ.items() if not OURS.match(k) and k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120
     )
