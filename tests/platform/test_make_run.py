@@ -249,3 +249,18 @@ def test_make_run_stops_everything_when_a_child_dies(make_run):
     assert run.proc.wait(timeout=60) == 1
     assert "a2i-local exited with code -9: stopping everything" in run.output
     assert wait_until_gone(set(children.values())) == []
+
+
+def test_make_run_refuses_a_busy_port_before_starting_anything(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "RUN_WEB_PORT": str(port), "RUN_VAR_DIR": str(tmp_path / "var"),
+               "RUN_A2I_PORT": str(free_port()), "RUN_S3_PORT": str(free_port())}
+        result = subprocess.run(
+            [sys.executable, "scripts/run.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 1
+    assert f"could not start: port(s) {port} already in use" in result.stdout
+    assert "started" not in result.stdout  # no migrate, no seed, no service
