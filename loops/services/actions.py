@@ -263,8 +263,13 @@ def execute_batch(batch_id: int) -> str:
 
 
 def _finish(row: LoopAction, outcome: str, detail: str) -> None:
+    # Conditional on "still pending": if a task is ever delivered twice (a Redis
+    # visibility timeout shorter than a huge batch), the first outcome recorded wins
+    # and the duplicate's "A2I says Stopping" skip does not overwrite it.
     row.outcome, row.detail, row.finished_at = outcome, detail[:4000], timezone.now()
-    row.save(update_fields=["outcome", "detail", "finished_at"])
+    LoopAction.objects.filter(pk=row.pk, outcome=Outcome.PENDING).update(
+        outcome=row.outcome, detail=row.detail, finished_at=row.finished_at
+    )
 
 
 def _guarded(fn, *args):

@@ -383,3 +383,21 @@ def test_an_unexpected_error_on_one_loop_fails_that_loop_only(aws, world, operat
     assert by_name[broken].detail.startswith("unexpected error: RuntimeError('bug in the local write')")
     assert {by_name[n].outcome for n in world["in_progress"] if n != broken} == {"succeeded"}
     assert batch.state == "done" and batch.summary.startswith("2 stopped, 1 failed: unexpected error")
+
+
+def test_a_redelivered_task_resumes_only_the_pending_loops(aws, world, operator, monkeypatch):
+    names = world["in_progress"]
+    batch = actions.create_batch(operator, STOP, "resume", [loop.pk for loop in loops_named(names)])
+    # A worker died after stopping the first loop and recording it.
+    first = batch.actions.select_related("loop__flow_definition").get(loop__name=names[0])
+    actions._finish(first, *actions.loop_actions.stop_loop(first.loop))
+    LoopActionBatch.objects.filter(pk=batch.pk).update(state="running")
+    calls = []
+    real_stop = a2i_api.stop_human_loop
+    monkeypatch.setattr(a2i_api, "stop_human_loop", lambda region, name: calls.append(name) or real_stop(region, name))
+
+    summary = actions.execute_batch(batch.pk)  # the redelivered task
+
+    assert calls == names[1:]  # the loop already done is not called again
+    assert summary == "3 stopped"
+    assert {a2i_status(aws, n) for n in names} <= {"Stopping", "Stopped"}
