@@ -28,16 +28,6 @@ BANNER_URL = re.compile(r"A2I loop dashboard: (http://\S+)")
 BANNER_LOGIN = re.compile(r"Login: (\S+) / (\S+)")
 
 
-def missing_dependency() -> str | None:
-    if not (ROOT / "a2i_local" / "__main__.py").exists():
-        return "A2I Local's CLI (a2i_local/__main__.py) is not written yet"
-    if not (ROOT / "loops" / "management" / "commands" / "sync_loops.py").exists():
-        return "the sync_loops command is not written yet"
-    if not (ROOT / "templates" / "registration" / "login.html").exists():
-        return "the login template is not written yet"
-    return None
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -185,8 +175,6 @@ def log_in(url: str, username: str, password: str) -> requests.Session:
 
 @pytest.fixture
 def make_run(tmp_path):
-    if reason := missing_dependency():
-        pytest.skip(reason)
     runs: list[MakeRun] = []
 
     def start(redis_url: str | None, sigint_ignored: bool = False) -> MakeRun:
