@@ -23,6 +23,7 @@ FlowDefinition.last_sync_error, and releases the claim: the next run converges.
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 import queue
 import threading
 import time
@@ -165,8 +166,21 @@ def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_u
     seen: set[int] = set()  # row ids of every listed loop: ~8 MB per million
     limit = getattr(settings, "A2I_SYNC_DESCRIBE_LIMIT", DEFAULT_DESCRIBE_LIMIT)
     newly_failed: list[int] = []  # at most `limit` ids: memory stays bounded
-    pages = _prefetch(a2i.iter_loop_pages(fd.region, fd.arn, created_after=run.listed_from), PREFETCH_PAGES)
-    for page in write_pages(fd, pages):
+    listing = _prefetch(a2i.iter_loop_pages(fd.region, fd.arn, created_after=run.listed_from), PREFETCH_PAGES)
+    # closing(): on an error, stop the prefetch thread and close the writer connections
+    # now, not whenever the traceback is garbage-collected.
+    with closing(listing), closing(write_pages(fd, listing)) as written:
+        _merge_pages(fd, run, written, seen, newly_failed, limit, page_hook, claimed_until)
+    run.marked_deleted = _mark_unlisted_deleted(fd, run, seen)
+    # Incremental: only the loops this run saw fail (the rows it changed anyway).
+    # Full: also a bounded slice of the backlog of older Failed loops without a code.
+    backlog = limit - len(newly_failed) if run.kind == SyncRun.Kind.FULL else 0
+    _describe_failures(fd, newly_failed, backlog)
+
+
+def _merge_pages(fd, run, written, seen, newly_failed, limit, page_hook, claimed_until) -> None:
+    """Fold each written page into the run: seen ids, newly failed ids, counters; renew the claim."""
+    for page in written:
         seen.update(page.ids)
         newly_failed.extend(page.failed_ids[: max(0, limit - len(newly_failed))])
         run.pages += 1
@@ -181,11 +195,6 @@ def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_u
         _renew(fd, claimed_until)
         if page_hook is not None:
             page_hook(run)
-    run.marked_deleted = _mark_unlisted_deleted(fd, run, seen)
-    # Incremental: only the loops this run saw fail (the rows it changed anyway).
-    # Full: also a bounded slice of the backlog of older Failed loops without a code.
-    backlog = limit - len(newly_failed) if run.kind == SyncRun.Kind.FULL else 0
-    _describe_failures(fd, newly_failed, backlog)
 
 
 def _prefetch(pages: Iterator[list[dict]], depth: int) -> Iterator[list[dict]]:
