@@ -23,12 +23,12 @@ FlowDefinition.last_sync_error, and releases the claim: the next run converges.
 from __future__ import annotations
 
 import logging
-from contextlib import closing
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import datetime, timedelta
 
 from django.conf import settings

@@ -5,8 +5,8 @@ import random
 import pytest
 
 from loops import a2i as a2i_api
-from loops.models import HumanLoop, HumanLoopStatusChange, SyncRun
-from loops.services.sync import sync_flow_definition
+from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange, SyncRun
+from loops.services.sync import discover_flow_definitions, sync_flow_definition
 
 from .conftest import CallCounter, list_a2i, start_loops
 
@@ -191,9 +191,6 @@ def test_a_full_sync_on_parallel_writer_connections_equals_a2i(aws, settings):
         store.start_human_loop(f"parallel-{i}", arn, "{}")
         if i % 4 == 0:
             store.fail_loop(f"parallel-{i}", "Expired", "expired")
-    from loops.models import FlowDefinition
-    from loops.services.sync import discover_flow_definitions
-
     discover_flow_definitions([aws.region])
     fd = FlowDefinition.objects.get(arn=arn)
 
