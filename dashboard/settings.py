@@ -174,10 +174,15 @@ LOGGING = {
 
 # Regions whose flow definitions and loops are monitored.
 A2I_REGIONS = envlist("A2I_REGIONS", env("AWS_DEFAULT_REGION", "us-east-1"))
-# botocore "standard" retry mode: total attempts per call (throttling and 5xx).
+# botocore "standard" retry mode: total attempts per call (throttling and 5xx),
+# for background work (sync, bulk actions), where waiting out a throttle is right.
 A2I_MAX_ATTEMPTS = envint("A2I_MAX_ATTEMPTS", "8")
 A2I_CONNECT_TIMEOUT = envint("A2I_CONNECT_TIMEOUT", "5")
 A2I_READ_TIMEOUT = envint("A2I_READ_TIMEOUT", "30")
+# Calls made while a person waits for a page (loop answers from S3, "refresh from
+# A2I") fail fast instead: fewer attempts and shorter timeouts.
+A2I_INTERACTIVE_MAX_ATTEMPTS = envint("A2I_INTERACTIVE_MAX_ATTEMPTS", "2")
+A2I_INTERACTIVE_TIMEOUT = envint("A2I_INTERACTIVE_TIMEOUT", "5")
 
 # Sync cadence (seconds).
 A2I_DISCOVERY_INTERVAL = envint("A2I_DISCOVERY_INTERVAL", "600")
@@ -188,6 +193,14 @@ A2I_FULL_SYNC_INTERVAL = envint("A2I_FULL_SYNC_INTERVAL", str(6 * 3600))
 A2I_INCREMENTAL_MARGIN = envint("A2I_INCREMENTAL_MARGIN", "300")
 # How long one sync may hold its flow definition's claim before another may take it.
 A2I_SYNC_CLAIM_SECONDS = envint("A2I_SYNC_CLAIM_SECONDS", "900")
+# Database connections that write listed pages while the next page is fetched.
+A2I_SYNC_WRITERS = envint("A2I_SYNC_WRITERS", "2")
+# ListHumanLoops carries no FailureCode: at most this many newly Failed loops are
+# described per sync to fill it in (the rest on later syncs).
+A2I_SYNC_DESCRIBE_LIMIT = envint("A2I_SYNC_DESCRIBE_LIMIT", "50")
+# The overview's aggregates are refreshed after a sync that changed something, or
+# when they are older than this many seconds (time windows move on their own).
+A2I_STATS_MAX_AGE = envint("A2I_STATS_MAX_AGE", "120")
 # Selections larger than this run as a Celery task with progress.
 A2I_BULK_ACTION_THRESHOLD = envint("A2I_BULK_ACTION_THRESHOLD", "20")
 

@@ -69,7 +69,7 @@ class OutputUnavailable(Exception):
 
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None
-_clients: dict[tuple[str, str], object] = {}
+_clients: dict[tuple[str, str, bool], object] = {}
 
 
 def parse_timestamp(value):
@@ -96,9 +96,18 @@ def _get_session() -> boto3.session.Session:
     return _session
 
 
-def _config() -> Config:
+def _config(interactive: bool) -> Config:
+    # `total_max_attempts` counts the first call too (botocore's `max_attempts`
+    # counts retries only), so A2I_MAX_ATTEMPTS means what it says.
+    if interactive:
+        timeout = settings.A2I_INTERACTIVE_TIMEOUT
+        return Config(
+            retries={"mode": "standard", "total_max_attempts": settings.A2I_INTERACTIVE_MAX_ATTEMPTS},
+            connect_timeout=timeout,
+            read_timeout=timeout,
+        )
     return Config(
-        retries={"mode": "standard", "max_attempts": settings.A2I_MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": settings.A2I_MAX_ATTEMPTS},
         connect_timeout=settings.A2I_CONNECT_TIMEOUT,
         read_timeout=settings.A2I_READ_TIMEOUT,
         # One client serves every thread of a process (the sync's prefetch, bulk actions).
@@ -106,22 +115,25 @@ def _config() -> Config:
     )
 
 
-def _client(service: str, region: str):
-    key = (service, region)
+def _client(service: str, region: str, interactive: bool = False):
+    key = (service, region, interactive)
     client = _clients.get(key)
     if client is None:
         # Creating clients from one session is not thread-safe; using them is.
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = _get_session().client(service, region_name=region, config=_config())
+                client = _get_session().client(service, region_name=region, config=_config(interactive))
                 _clients[key] = client
     return client
 
 
-def runtime_client(region: str):
-    """The A2I runtime client (sagemaker-a2i-runtime) for `region`, cached per process."""
-    return _client("sagemaker-a2i-runtime", region)
+def runtime_client(region: str, *, interactive: bool = False):
+    """The A2I runtime client (sagemaker-a2i-runtime) for `region`, cached per process.
+
+    `interactive=True` gives the fail-fast client for calls a person waits on.
+    """
+    return _client("sagemaker-a2i-runtime", region, interactive)
 
 
 def sagemaker_client(region: str):
@@ -129,9 +141,9 @@ def sagemaker_client(region: str):
     return _client("sagemaker", region)
 
 
-def s3_client(region: str):
+def s3_client(region: str, *, interactive: bool = False):
     """The S3 client (output.json) for `region`, cached per process."""
-    return _client("s3", region)
+    return _client("s3", region, interactive)
 
 
 def reset_clients() -> None:
@@ -221,9 +233,12 @@ def iter_loop_pages(
         yield page.get("HumanLoopSummaries", [])
 
 
-def describe_human_loop(region: str, name: str) -> dict:
-    """DescribeHumanLoop. ResourceNotFoundException (a ClientError) when it does not exist."""
-    response = _call(runtime_client(region).describe_human_loop, HumanLoopName=name)
+def describe_human_loop(region: str, name: str, *, interactive: bool = False) -> dict:
+    """DescribeHumanLoop. ResourceNotFoundException (a ClientError) when it does not exist.
+
+    `interactive=True` when a person waits for the answer: fewer attempts, shorter timeouts.
+    """
+    response = _call(runtime_client(region, interactive=interactive).describe_human_loop, HumanLoopName=name)
     response.pop("ResponseMetadata", None)
     return response
 
@@ -287,7 +302,8 @@ def read_human_loop_output(output_s3_uri: str, region: str) -> dict:
     if parsed.scheme != "s3" or not bucket or not key:
         raise OutputUnavailable(f"Not an S3 object URI: {output_s3_uri!r}")
     try:
-        response = s3_client(region).get_object(Bucket=bucket, Key=key)
+        # Only the loop page reads outputs, while a person waits: the fail-fast client.
+        response = s3_client(region, interactive=True).get_object(Bucket=bucket, Key=key)
         body = response["Body"].read()
     except ClientError as exc:
         code = error_code(exc) or ""

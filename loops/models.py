@@ -111,14 +111,11 @@ class HumanLoop(models.Model):
             ("delete_humanloop", "Can delete human loops in A2I"),
         ]
         indexes = [
-            # Loop list, no filter: ORDER BY creation_time DESC, id DESC (keyset/deep pages),
-            # and the created_after/created_before window on its own.
-            models.Index(
-                fields=["-creation_time", "-id"],
-                name="loop_active_created",
-                condition=Q(deleted_upstream=False),
-            ),
-            # Loop list with deleted=on, export of everything: same order over all rows.
+            # Loop list, no filter: ORDER BY creation_time DESC, id DESC (deep pages), the
+            # created_after/created_before window on its own, deleted=on, export of
+            # everything. One index over all rows rather than a second partial twin: so few
+            # loops are deleted upstream that filtering them on the way costs nothing, and
+            # every index is paid for on each of the sync's inserts.
             models.Index(fields=["-creation_time", "-id"], name="loop_all_created"),
             # Loop list filtered by flow definition (+ window); incremental sync's
             # "newest loop seen" (MAX(creation_time) WHERE flow_definition_id = ?).
@@ -156,7 +153,8 @@ class HumanLoop(models.Model):
 class HumanLoopStatusChange(models.Model):
     """One row per observed status transition (from_status is empty on first sight)."""
 
-    loop = models.ForeignKey(HumanLoop, on_delete=models.CASCADE, related_name="status_changes")
+    # No index of its own: change_loop_observed (loop, observed_at) serves loop_id lookups.
+    loop = models.ForeignKey(HumanLoop, on_delete=models.CASCADE, related_name="status_changes", db_index=False)
     from_status = models.CharField(max_length=16, choices=HumanLoopStatus.choices, blank=True)
     to_status = models.CharField(max_length=16, choices=HumanLoopStatus.choices)
     observed_at = models.DateTimeField()
@@ -257,6 +255,8 @@ class LoopActionBatch(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "loop action batch"
+        verbose_name_plural = "loop action batches"
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} x{self.total} by {self.user}"

@@ -67,7 +67,7 @@ def refresh_loop(loop: HumanLoop) -> HumanLoop:
     """
     region = a2i.region_of_arn(loop.arn)
     try:
-        described = a2i.describe_human_loop(region, loop.name)
+        described = a2i.describe_human_loop(region, loop.name, interactive=True)
     except a2i.ClientError as exc:
         if a2i.error_code(exc) == "ResourceNotFoundException":
             mark_loop_deleted_upstream(loop)

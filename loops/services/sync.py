@@ -53,8 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Failed loops whose FailureCode is unknown, described per sync (bounded: each is one call).
-DEFAULT_DESCRIBE_LIMIT = 50
 # Concurrent DescribeHumanLoop calls when filling in failure codes.
 DESCRIBE_THREADS = 8
 # Pages fetched ahead while the current one is written: listing and writing overlap.
@@ -109,8 +107,18 @@ def sync_flow_definition(flow_definition_id: int, *, full: bool, page_hook: Page
     if full:
         fd_fields["last_full_sync_succeeded_at"] = now
     FlowDefinition.objects.filter(pk=fd.pk).update(**fd_fields)
-    refresh_flow_definition_stats(fd)
+    if _stats_due(fd, run, now):
+        refresh_flow_definition_stats(fd)
     return run
+
+
+def _stats_due(fd: FlowDefinition, run: SyncRun, now: datetime) -> bool:
+    # A refresh costs a few hundred ms of database time on a 100,000-loop flow
+    # definition; an incremental sync every 30 s that changed nothing need not pay it,
+    # but the time windows (last 24 h, oldest InProgress age) still move on.
+    if run.created or run.updated or run.marked_deleted or fd.stats_refreshed_at is None:
+        return True
+    return (now - fd.stats_refreshed_at).total_seconds() >= settings.A2I_STATS_MAX_AGE
 
 
 # --- claim ---------------------------------------------------------------------
@@ -164,7 +172,7 @@ def _incremental_start(fd: FlowDefinition) -> datetime | None:
 
 def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_until: list[datetime]) -> None:
     seen: set[int] = set()  # row ids of every listed loop: ~8 MB per million
-    limit = getattr(settings, "A2I_SYNC_DESCRIBE_LIMIT", DEFAULT_DESCRIBE_LIMIT)
+    limit = settings.A2I_SYNC_DESCRIBE_LIMIT
     newly_failed: list[int] = []  # at most `limit` ids: memory stays bounded
     listing = _prefetch(a2i.iter_loop_pages(fd.region, fd.arn, created_after=run.listed_from), PREFETCH_PAGES)
     # closing(): on an error, stop the prefetch thread and close the writer connections

@@ -29,8 +29,6 @@ from loops.models import FlowDefinition, HumanLoopStatus
 from loops.services import sync_writes as writes
 from loops.services.sync_writes import LoopChange, LoopRow
 
-DEFAULT_WRITERS = 2
-
 
 @dataclass(slots=True)
 class PageResult:
@@ -48,7 +46,7 @@ def write_pages(fd: FlowDefinition, pages: Iterable[list[dict]]) -> Iterator[Pag
     (listing or database) propagates after the pages already in flight have
     finished; every committed page stays committed.
     """
-    writers = getattr(settings, "A2I_SYNC_WRITERS", DEFAULT_WRITERS)
+    writers = settings.A2I_SYNC_WRITERS
     if writers <= 1 or connection.in_atomic_block:
         with writes.page_write_session():
             for summaries in pages:

@@ -185,8 +185,7 @@ def test_throttling_midway_through_a_bulk_stop_of_200_is_absorbed_and_every_loop
 ):
     names = _bulk_stop_world(aws, flow_definition)
     # botocore retries once (fast test); the service's own backoff does the rest.
-    # (botocore's retries "max_attempts" counts retries, not attempts: 1 = two attempts.)
-    settings.A2I_MAX_ATTEMPTS = 1
+    settings.A2I_MAX_ATTEMPTS = 2
     settings.A2I_ACTION_THROTTLE_RETRIES = 12
     a2i_api.reset_clients()
     throttle = ThrottleMidway(aws, after=50, tps=20)
@@ -207,7 +206,7 @@ def test_throttling_midway_through_a_bulk_stop_of_200_is_absorbed_and_every_loop
 
 def test_when_retries_run_out_every_loop_is_still_stopped_or_reported(aws, flow_definition, operator, settings, monkeypatch):
     names = _bulk_stop_world(aws, flow_definition)
-    settings.A2I_MAX_ATTEMPTS = 0  # no botocore retry (botocore's max_attempts counts retries)
+    settings.A2I_MAX_ATTEMPTS = 1  # one attempt: no botocore retry
     settings.A2I_ACTION_THROTTLE_RETRIES = 1
     a2i_api.reset_clients()
     monkeypatch.setattr(a2i_api, "stop_human_loop", ThrottleMidway(aws, after=50, tps=5))
@@ -254,7 +253,7 @@ def test_an_unreachable_a2i_fails_the_batch_quickly_and_reports_every_loop(world
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME", f"http://127.0.0.1:{port}")
-    settings.A2I_MAX_ATTEMPTS = 0
+    settings.A2I_MAX_ATTEMPTS = 1
     a2i_api.reset_clients()
 
     batch = run(operator, STOP, loops_named(world["in_progress"]))
@@ -267,7 +266,7 @@ def test_an_unreachable_a2i_fails_the_batch_quickly_and_reports_every_loop(world
 
 
 def test_audit_rows_exist_for_every_attempt_including_failures(aws, world, operator, settings):
-    settings.A2I_MAX_ATTEMPTS = 0
+    settings.A2I_MAX_ATTEMPTS = 1
     settings.A2I_ACTION_THROTTLE_RETRIES = 0
     a2i_api.reset_clients()
     aws.configure(error_rate=1.0)  # every call answers InternalServerException
