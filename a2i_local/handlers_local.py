@@ -94,7 +94,7 @@ def _route(app, method, path, query, raw):
             raise ControlError(400, "BadRequest", "Body must be {\"advance_seconds\": <non-negative number>}.")
         store.advance_clock(seconds)
         return 200, {"now": store.now().isoformat()}
-    raise ControlError(404, "NotFound", f"No control route {method} {path}. See docs/a2i-local.md.")
+    raise ControlError(404, "NotFound", f"No control route {method} {path}. See the A2I Local section of README.md.")
 
 
 def _complete(store, name: str, data: dict, query: str) -> dict:

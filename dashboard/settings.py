@@ -203,6 +203,14 @@ A2I_SYNC_DESCRIBE_LIMIT = envint("A2I_SYNC_DESCRIBE_LIMIT", "50")
 A2I_STATS_MAX_AGE = envint("A2I_STATS_MAX_AGE", "120")
 # Selections larger than this run as a Celery task with progress.
 A2I_BULK_ACTION_THRESHOLD = envint("A2I_BULK_ACTION_THRESHOLD", "20")
+# Tuning of the stop/delete actions (constants, not environment variables): the
+# service's own retries of a call still throttled after botocore's, with exponential
+# backoff and full jitter from this first delay; how long stop-then-delete waits for
+# Stopped, polling DescribeHumanLoop from this first interval.
+A2I_ACTION_THROTTLE_RETRIES = 5
+A2I_ACTION_THROTTLE_BACKOFF_SECONDS = 1.0
+A2I_ACTION_STOP_WAIT_SECONDS = 120
+A2I_ACTION_POLL_SECONDS = 0.5
 
 # --- Celery ------------------------------------------------------------------
 
