@@ -4,6 +4,7 @@ Browser fixtures are here because the dashboard and the action tests both use th
 """
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,55 @@ def save_screenshot(page, directory: Path, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
     return path
+
+
+# --- A2I Local with boto3 pointed at it (sync, dashboard and action tests) -----------
+
+
+@pytest.fixture
+def aws(a2i, monkeypatch, settings):
+    """A2I Local + moto S3, with boto3 configured exactly as in production: its own
+    standard environment variables, no code changes (a2i_local.testing provides `a2i`)."""
+    from loops import a2i as a2i_api
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME", a2i.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", a2i.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", a2i.s3_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", a2i.region)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    settings.A2I_REGIONS = [a2i.region]
+    a2i.configure(stop_delay_seconds=0)
+    a2i_api.reset_clients()
+    yield a2i
+    a2i_api.reset_clients()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def flow_definition(aws, db):
+    """One Active flow definition in A2I Local, discovered into the database."""
+    from loops.models import FlowDefinition
+    from loops.services.sync import discover_flow_definitions
+
+    arn = aws.create_flow_definition(unique("fd"))
+    discover_flow_definitions([aws.region])
+    return FlowDefinition.objects.get(arn=arn)
+
+
+def start_loops(aws, fd, count: int, prefix: str = "loop") -> list[str]:
+    """Start `count` loops through the real runtime API; returns their names."""
+    client = aws.client("sagemaker-a2i-runtime")
+    names = []
+    for i in range(count):
+        name = f"{prefix}-{i}-{uuid.uuid4().hex[:6]}"
+        client.start_human_loop(
+            HumanLoopName=name, FlowDefinitionArn=fd.arn, HumanLoopInput={"InputContent": f'{{"n": {i}}}'}
+        )
+        names.append(name)
+    return names

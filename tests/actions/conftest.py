@@ -5,62 +5,26 @@ superuser.
 """
 
 import importlib
-import uuid
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 
-from loops import a2i as a2i_api
 from loops.models import FlowDefinition, HumanLoop
-from loops.services.sync import discover_flow_definitions, sync_flow_definition
+from loops.services.sync import sync_flow_definition
+from tests.conftest import start_loops  # noqa: F401 - re-exported for the action tests
 
 GROUPS = importlib.import_module("loops.migrations.0002_groups").GROUPS
 PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def aws(a2i, monkeypatch, settings):
-    """A2I Local with boto3 configured exactly as in production: env vars, no code changes."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME", a2i.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", a2i.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", a2i.s3_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", a2i.region)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    settings.A2I_REGIONS = [a2i.region]
-    # Keep the service's own waits short; the behaviour is the same.
+def aws(aws, settings):
+    """The shared `aws` world with the service's own waits kept short; the behaviour is the same."""
     settings.A2I_ACTION_THROTTLE_BACKOFF_SECONDS = 0.02
     settings.A2I_ACTION_POLL_SECONDS = 0.05
     settings.A2I_ACTION_STOP_WAIT_SECONDS = 10
-    a2i.configure(stop_delay_seconds=0.2)
-    a2i_api.reset_clients()
-    yield a2i
-    a2i_api.reset_clients()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def flow_definition(aws, db) -> FlowDefinition:
-    """One Active flow definition in A2I Local, discovered into the database."""
-    arn = aws.create_flow_definition(unique("fd"))
-    discover_flow_definitions([aws.region])
-    return FlowDefinition.objects.get(arn=arn)
-
-
-def start_loops(aws, fd: FlowDefinition, count: int, prefix: str = "loop") -> list[str]:
-    """Start `count` loops through the real runtime API; returns their names."""
-    client = aws.client("sagemaker-a2i-runtime")
-    names = []
-    for i in range(count):
-        name = f"{prefix}-{i}-{uuid.uuid4().hex[:6]}"
-        client.start_human_loop(HumanLoopName=name, FlowDefinitionArn=fd.arn, HumanLoopInput={"InputContent": f'{{"n": {i}}}'})
-        names.append(name)
-    return names
+    aws.configure(stop_delay_seconds=0.2)
+    return aws
 
 
 def sync(fd: FlowDefinition) -> None:

@@ -125,26 +125,6 @@ def names(response) -> list[str]:
     return [row.record.name for row in table.paginated_rows]
 
 
-@pytest.fixture
-def aws(a2i, monkeypatch, settings):
-    """A2I Local + moto S3, with boto3 pointed at them through its standard environment variables."""
-    from loops import a2i as a2i_api
-
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME", a2i.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", a2i.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", a2i.s3_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", a2i.region)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    settings.A2I_REGIONS = [a2i.region]
-    a2i.configure(stop_delay_seconds=0)
-    a2i_api.reset_clients()
-    yield a2i
-    a2i_api.reset_clients()
-
-
 ANSWER = {"label": "invoice", "confidence": 0.93, "fields": {"total": "12.50", "currency": "EUR"}}
 INPUT = {"document": "s3://docs/invoice-17.pdf", "model_score": 0.41}
 
