@@ -157,10 +157,75 @@ class _HTTPServer(ThreadingHTTPServer):
     app: A2ILocalServer
 
 
+class _Headers(dict):
+    """Request headers by lower-cased name; `get` and `[]` ignore case like email.message."""
+
+    def get(self, name, default=None):
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name):
+        return dict.get(self, name.lower())
+
+    def __contains__(self, name):
+        return dict.__contains__(self, name.lower())
+
+
+_MAX_HEADER_LINE = 65536
+_MAX_HEADERS = 100
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: botocore reuses connections
     disable_nagle_algorithm = True  # TCP_NODELAY on every accepted socket
     server_version = f"A2ILocal/{__version__}"
+
+    def parse_request(self) -> bool:
+        """The request line and headers, without the stdlib's email-package header parser.
+
+        http.server parses headers with `email.parser`, about a quarter of the server's
+        CPU per ListHumanLoops page; a paginating client waits for every page, so that
+        time is on its critical path. Same rules otherwise: HTTP/1.1 keeps the connection
+        unless `Connection: close`, HTTP/1.0 closes it unless `keep-alive`, and
+        `Expect: 100-continue` is answered.
+        """
+        self.command = None
+        # Not the stdlib's HTTP/0.9 default: an error answer to a garbled request line
+        # still gets a status line and headers (then the connection closes).
+        self.request_version = "HTTP/1.0"
+        self.close_connection = True
+        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        self.requestline = line
+        words = line.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({line!r})")
+            return False
+        self.command, path, self.request_version = words
+        # As the stdlib does: '//x' would be read as a scheme-less absolute URI.
+        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
+        headers = _Headers()
+        for _ in range(_MAX_HEADERS + 1):
+            raw = self.rfile.readline(_MAX_HEADER_LINE + 1)
+            if len(raw) > _MAX_HEADER_LINE:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
+                return False
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, colon, value = raw.decode("iso-8859-1").partition(":")
+            if not colon:
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad header line ({raw!r})")
+                return False
+            headers[name.strip().lower()] = value.strip()
+        else:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            return False
+        self.headers = headers
+        connection = headers.get("connection", "").lower()
+        self.close_connection = connection == "close" or (
+            self.request_version == "HTTP/1.0" and connection != "keep-alive"
+        )
+        if headers.get("expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
 
     def log_message(self, format, *args):  # noqa: A002 - signature of the base class
         log.debug("%s - %s", self.address_string(), format % args)
