@@ -27,7 +27,14 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not installed: browser tests will be skipped (apt-get install chromium)"; fi; }
 
+# The suite runs on PostgreSQL when one answers on 127.0.0.1 and DATABASE_URL is unset
+# (as in CI and production); otherwise on SQLite, where the tests that start a real
+# Celery worker are skipped (a worker cannot open the in-memory SQLite test database).
 test: install chromium
+	@if [ -z "$$DATABASE_URL" ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1; then \
+	  export DATABASE_URL=postgres://postgres@127.0.0.1:5432/a2i_dashboard; \
+	  echo "make test: PostgreSQL at $$DATABASE_URL (pytest-django creates test_a2i_dashboard)"; \
+	fi; \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

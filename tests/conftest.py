@@ -114,3 +114,37 @@ def start_loops(aws, fd, count: int, prefix: str = "loop") -> list[str]:
         )
         names.append(name)
     return names
+
+
+def database_url_for_subprocesses() -> str:
+    """The test database as a URL that another process (a real Celery worker) can open.
+
+    pytest-django's SQLite test database lives in this process's memory, so tests that
+    start a worker need PostgreSQL; on SQLite they are skipped with this reason.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...): a worker process cannot open "
+                    "this process's in-memory SQLite test database")
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _on_postgresql() -> bool:
+    from django.conf import settings
+
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+# Tests that share the test database with another process or hold several connections
+# at once (a management command run as a subprocess, parallel sync writers, two syncs
+# racing, a live server polled by a browser while the test writes). pytest-django's
+# SQLite test database lives in memory, where that fails with "database table is
+# locked"; `make test` uses PostgreSQL whenever one answers.
+requires_postgresql = pytest.mark.skipif(
+    not _on_postgresql(),
+    reason="needs PostgreSQL (DATABASE_URL=postgres://...): shares the test database across "
+    "processes or concurrent connections, which the in-memory SQLite test database cannot",
+)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 
 from loops.models import LoopActionBatch
+
+from tests.conftest import database_url_for_subprocesses
 
 from .conftest import a2i_status, loops_named, start_loops, sync
 
@@ -25,17 +26,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
 def worker(aws, tmp_path):
     env = {
         **os.environ,  # includes the AWS_* variables the aws fixture set for A2I Local
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url_for_subprocesses(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND,
         "DJANGO_SETTINGS_MODULE": "dashboard.settings",

@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from loops.models import FlowDefinition, HumanLoop, WorkerHeartbeat
 from loops.services.sync import discover_flow_definitions, sync_flow_definition
-from tests.conftest import save_screenshot
+from tests.conftest import requires_postgresql, save_screenshot
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), requires_postgresql]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 

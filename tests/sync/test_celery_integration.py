@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from django.db import connection
 
 from loops.models import FlowDefinition, HumanLoop, WorkerHeartbeat
+
+from tests.conftest import database_url_for_subprocesses
 
 from .conftest import list_a2i
 
@@ -43,12 +44,12 @@ def database_matches(aws, fd_arn: str) -> bool:
 
 @pytest.fixture
 def celery_env(aws, tmp_path):
-    db = connection.settings_dict
+    database_url = database_url_for_subprocesses()
     broker = f"redis://127.0.0.1:6379/{int(os.environ.get('TEST_REDIS_DB', '3'))}"
     redis.Redis.from_url(broker).flushdb()  # no task left over from an earlier run
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        DATABASE_URL=database_url,
         DB_CONN_MAX_AGE="0",
         REDIS_URL=broker,
         CELERY_BROKER_URL=broker,

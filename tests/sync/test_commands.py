@@ -15,6 +15,8 @@ from django.db import connection
 from loops.models import HumanLoop
 from loops.services.sync import sync_flow_definition
 
+from tests.conftest import requires_postgresql
+
 from .conftest import start_loops
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +47,7 @@ def manage(*args: str, env: dict) -> subprocess.CompletedProcess:
     )
 
 
+@requires_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_sync_loops_with_an_unreachable_endpoint_prints_one_line_and_exits_1():
     result = manage(
@@ -62,6 +65,7 @@ def test_sync_loops_with_an_unreachable_endpoint_prints_one_line_and_exits_1():
     assert "unreachable" in lines[0] and "Traceback" not in result.stderr
 
 
+@requires_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_sync_loops_without_credentials_prints_one_line_and_exits_1():
     result = manage(
@@ -73,6 +77,7 @@ def test_sync_loops_without_credentials_prints_one_line_and_exits_1():
     assert "credentials" in lines[0] and "Traceback" not in result.stderr
 
 
+@requires_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_sync_loops_discovers_syncs_and_prints_a_line_per_flow_definition(aws):
     arns = [aws.create_flow_definition(f"cmd-{i}") for i in range(2)]

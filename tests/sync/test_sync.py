@@ -8,6 +8,8 @@ from loops import a2i as a2i_api
 from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange, SyncRun
 from loops.services.sync import discover_flow_definitions, sync_flow_definition
 
+from tests.conftest import requires_postgresql
+
 from .conftest import CallCounter, list_a2i, start_loops
 
 pytestmark = pytest.mark.django_db
@@ -181,6 +183,7 @@ def test_a_name_reused_after_a_delete_revives_the_row_as_a_new_loop(aws, flow_de
     assert history == [("", "Completed"), ("", "InProgress")]
 
 
+@requires_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_a_full_sync_on_parallel_writer_connections_equals_a2i(aws, settings):
     """Outside a test transaction, pages are written on A2I_SYNC_WRITERS connections of their own."""

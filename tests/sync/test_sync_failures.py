@@ -11,6 +11,8 @@ from loops import a2i as a2i_api
 from loops.models import FlowDefinition, HumanLoop, SyncRun
 from loops.services.sync import PREFETCH_PAGES, discover_flow_definitions, sync_flow_definition
 
+from tests.conftest import requires_postgresql
+
 from .conftest import list_a2i
 
 pytestmark = pytest.mark.django_db
@@ -105,6 +107,7 @@ def test_retries_exhausted_mark_the_run_failed_and_the_next_run_starts_cleanly(a
     assert fd.last_sync_error == "" and fd.last_sync_succeeded_at
 
 
+@requires_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_syncs_of_one_flow_definition_one_runs_the_other_skips(aws):
     fd = seeded_flow_definition(aws, 250)
