@@ -83,13 +83,8 @@ class Violations:
             return False
         return True
 
-    def string(self, value, field: str, *, min_len=None, max_len=None, pattern=None, shown_pattern=None,
-               required=False) -> bool:
-        if value is None:
-            return self.required(value, field) if required else True
-        if not isinstance(value, str):
-            self.add(value, field, "Member must be a string")
-            return False
+    def _length(self, value, field: str, min_len, max_len) -> bool:
+        """AWS's length constraints, shared by strings and lists."""
         ok = True
         if min_len is not None and len(value) < min_len:
             self.add(value, field, f"Member must have length greater than or equal to {min_len}")
@@ -97,6 +92,16 @@ class Violations:
         if max_len is not None and len(value) > max_len:
             self.add(value, field, f"Member must have length less than or equal to {max_len}")
             ok = False
+        return ok
+
+    def string(self, value, field: str, *, min_len=None, max_len=None, pattern=None, shown_pattern=None,
+               required=False) -> bool:
+        if value is None:
+            return self.required(value, field) if required else True
+        if not isinstance(value, str):
+            self.add(value, field, "Member must be a string")
+            return False
+        ok = self._length(value, field, min_len, max_len)
         # AWS matches the whole value (Java's String.matches), hence fullmatch.
         if pattern is not None and ok and not _compiled(pattern).fullmatch(value):
             self.add(value, field, f"Member must satisfy regular expression pattern: {shown_pattern or pattern}")
@@ -136,13 +141,7 @@ class Violations:
         if not isinstance(value, list):
             self.add(value, field, "Member must be a list")
             return False
-        ok = True
-        if min_len is not None and len(value) < min_len:
-            self.add(value, field, f"Member must have length greater than or equal to {min_len}")
-            ok = False
-        if max_len is not None and len(value) > max_len:
-            self.add(value, field, f"Member must have length less than or equal to {max_len}")
-            ok = False
+        ok = self._length(value, field, min_len, max_len)
         return ok
 
     def structure(self, value, field: str, *, required=False) -> bool:

@@ -222,7 +222,17 @@ def iter_loop_pages(
     if created_after is not None:
         params["CreationTimeAfter"] = created_after
     paginator = runtime_client(region).get_paginator("list_human_loops")
-    pages = iter(paginator.paginate(**params, PaginationConfig={"PageSize": page_size}))
+    for page in _pages(paginator.paginate(**params, PaginationConfig={"PageSize": page_size})):
+        yield page.get("HumanLoopSummaries", [])
+
+
+def _pages(pages) -> Iterator[dict]:
+    """A paginator's pages, with unreachable endpoints and missing credentials as A2IUnavailable.
+
+    The page requests happen inside the paginator's iteration, so the error has to be
+    caught around `next()`, not around the call that built the paginator.
+    """
+    pages = iter(pages)
     while True:
         try:
             page = next(pages)
@@ -230,7 +240,7 @@ def iter_loop_pages(
             return
         except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
-        yield page.get("HumanLoopSummaries", [])
+        yield page
 
 
 def describe_human_loop(region: str, name: str, *, interactive: bool = False) -> dict:
@@ -270,14 +280,7 @@ def start_human_loop(region: str, name: str, flow_definition_arn: str, input_con
 def iter_flow_definitions(region: str) -> Iterator[dict]:
     """Yield every FlowDefinitionSummaries dict of `region` (ListFlowDefinitions, paginated)."""
     paginator = sagemaker_client(region).get_paginator("list_flow_definitions")
-    pages = iter(paginator.paginate())
-    while True:
-        try:
-            page = next(pages)
-        except StopIteration:
-            return
-        except _UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
+    for page in _pages(paginator.paginate()):
         yield from page.get("FlowDefinitionSummaries", [])
 
 
