@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/python scripts/run.py
 
+# ruff, configured in pyproject.toml; `make test` runs it first, so CI fails on a lint error.
+lint: install
+	$(BIN)/ruff check .
+
 # Browser tests drive Debian's chromium; install it when missing and we can.
 chromium:
 	@test -x /usr/bin/chromium || { \
@@ -30,7 +34,7 @@ chromium:
 # The suite runs on PostgreSQL when one answers on 127.0.0.1 and DATABASE_URL is unset
 # (as in CI and production); otherwise on SQLite, where the tests that start a real
 # Celery worker are skipped (a worker cannot open the in-memory SQLite test database).
-test: install chromium
+test: install chromium lint
 	@if [ -z "$$DATABASE_URL" ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1; then \
 	  export DATABASE_URL=postgres://postgres@127.0.0.1:5432/a2i_dashboard; \
 	  echo "make test: PostgreSQL at $$DATABASE_URL (pytest-django creates test_a2i_dashboard)"; \

@@ -1,4 +1,4 @@
-"""Benchmark bulk stop and delete through the action service (issue 5).
+"""Benchmark bulk stop and delete through the action service.
 
 A2I Local runs in this process (a server thread); loops are started through its store,
 synced into PostgreSQL, then stopped and deleted with `execute_batch`, exactly as the
@@ -79,8 +79,10 @@ def main(argv=None) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"bulk stop:   {result['stop']['loops']} loops in {result['stop']['seconds']:.2f} s = {result['stop']['loops_per_second']:.0f} loops/s\n"
-        f"bulk delete: {result['delete']['loops']} loops in {result['delete']['seconds']:.2f} s = {result['delete']['loops_per_second']:.0f} loops/s\n"
+        f"bulk stop:   {result['stop']['loops']} loops in {result['stop']['seconds']:.2f} s = "
+        f"{result['stop']['loops_per_second']:.0f} loops/s\n"
+        f"bulk delete: {result['delete']['loops']} loops in {result['delete']['seconds']:.2f} s = "
+        f"{result['delete']['loops_per_second']:.0f} loops/s\n"
         f"bulk stop at {args.throttle_tps:g} TPS throttle: {result['throttled_stop']['seconds']:.2f} s = "
         f"{result['throttled_stop']['loops_per_second']:.0f} loops/s; {result['throttled_stop']['summary']}; "
         f"pending left: {result['throttled_stop']['pending']}\n"
@@ -96,7 +98,8 @@ def run(a2i, args) -> dict:
     from loops import a2i as a2i_api
     from loops.models import FlowDefinition, HumanLoop, LoopAction
     from loops.services import actions
-    from loops.services.sync import discover_flow_definitions, sync_flow_definition
+    from loops.services.discovery import discover_flow_definitions
+    from loops.services.sync import sync_flow_definition
 
     empty_database(os.environ["DATABASE_URL"])
     a2i_api.reset_clients()
@@ -105,7 +108,7 @@ def run(a2i, args) -> dict:
 
     def start(count: int, prefix: str, fd_arn: str) -> None:
         for i in range(count):
-            a2i.store.start_human_loop(f"{prefix}-{i}", fd_arn, '{"n": %d}' % i)
+            a2i.store.start_human_loop(f"{prefix}-{i}", fd_arn, f'{{"n": {i}}}')
 
     def timed(action: str, loops) -> dict:
         batch = actions.create_batch(user, action, "benchmark", loops)

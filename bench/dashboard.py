@@ -1,4 +1,4 @@
-"""Benchmark the dashboard pages on a big PostgreSQL database (issue 4, "Speed").
+"""Benchmark the dashboard pages on a big PostgreSQL database.
 
 Fills the PostgreSQL database `bench_dash` (created and migrated here) with N loops
 (default 1,000,000) across 10 flow definitions, server-side (`INSERT ... SELECT

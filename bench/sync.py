@@ -1,4 +1,4 @@
-"""Benchmark the loop sync from A2I Local into PostgreSQL (issue 3, "Speed").
+"""Benchmark the loop sync from A2I Local into PostgreSQL.
 
 Three measurements, each sync running in its own child process (fresh memory, its own
 GIL) while A2I Local serves from this process:
@@ -97,7 +97,7 @@ def shape_incremental_world(a2i, total: int, active: int) -> str:
     """One flow definition: `total - active` settled loops, then `active` new InProgress ones.
 
     The seed spreads InProgress loops over 3 days; real accounts look like that too, but
-    the issue's scenario has 1,000 active loops that are the newest, so the seeded
+    the benchmark's scenario has 1,000 active loops that are the newest, so the seeded
     InProgress loops are settled (Completed) first, through the store's own API.
     """
     [arn] = a2i.seed(1, total - active)
@@ -109,7 +109,7 @@ def shape_incremental_world(a2i, total: int, active: int) -> str:
         for loop in pending:
             store.fail_loop(loop["HumanLoopName"], "Expired", "expired before the benchmark")
     for i in range(active):
-        store.start_human_loop(f"bench-active-{i:05d}", arn, '{"n": %d}' % i)
+        store.start_human_loop(f"bench-active-{i:05d}", arn, f'{{"n": {i}}}')
     return arn
 
 
@@ -144,7 +144,8 @@ def run_parent(args) -> dict:
         results["full_sync"] = {"loops": args.loops, **full}
         print(
             f"full sync, {args.loops:,} loops of 1 flow definition: {full['sync_loops_per_second']:,.0f} loops/s "
-            f"end to end ({full['sync_seconds']:.2f} s, stats refresh {full['stats_refresh_seconds']:.2f} s of it); listing only {full['listing_loops_per_second']:,.0f} loops/s; "
+            f"end to end ({full['sync_seconds']:.2f} s, stats refresh {full['stats_refresh_seconds']:.2f} s of it); "
+            f"listing only {full['listing_loops_per_second']:,.0f} loops/s; "
             f"ratio {full['ratio']:.2f}; CPU s: sync {full['cpu_seconds']['sync_process']}, "
             f"PostgreSQL {full['cpu_seconds']['postgresql_backends']}, A2I Local {full['cpu_seconds']['a2i_local']}"
         )
@@ -262,8 +263,9 @@ def run_child(phase: str, rest: list[str]) -> dict:
 
     from loops import a2i
     from loops.models import FlowDefinition, HumanLoopStatusChange
+    from loops.services.discovery import discover_flow_definitions
     from loops.services.stats import refresh_flow_definition_stats
-    from loops.services.sync import discover_flow_definitions, sync_flow_definition
+    from loops.services.sync import sync_flow_definition
 
     region = settings.A2I_REGIONS[0]
     discover_flow_definitions([region])

@@ -247,8 +247,6 @@ CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", "1900")
 CELERY_RESULT_EXPIRES = timedelta(days=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Tasks outside loops/tasks.py (autodiscovery finds only that module).
-CELERY_IMPORTS = ("loops.action_tasks",)
 
 CELERY_BEAT_SCHEDULE = {
     "discover-flow-definitions": {

@@ -4,6 +4,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("actions/", include("loops.action_urls")),
     path("", include("loops.urls")),
 ]

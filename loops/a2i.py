@@ -26,11 +26,13 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 from django.conf import settings
@@ -52,7 +54,6 @@ __all__ = [
     "runtime_client",
     "s3_client",
     "sagemaker_client",
-    "start_human_loop",
     "stop_human_loop",
 ]
 
@@ -75,8 +76,8 @@ _clients: dict[tuple[str, str, bool], object] = {}
 def parse_timestamp(value):
     """botocore timestamp parser: ciso8601 for ISO-8601 strings, botocore's own otherwise.
 
-    botocore's default (dateutil) caps a client at about 14,000 loop summaries/s;
-    ciso8601 reaches about 57,000/s. SageMaker's JSON 1.1 sends epoch numbers and
+    botocore's default (dateutil) is the bottleneck of a listing client; ciso8601 is
+    several times faster (docs/performance.md). SageMaker's JSON 1.1 sends epoch numbers and
     S3 sends RFC 822 headers: those fall back to botocore's parser.
     """
     if isinstance(value, str):
@@ -261,17 +262,6 @@ def stop_human_loop(region: str, name: str) -> None:
 def delete_human_loop(region: str, name: str) -> None:
     """DeleteHumanLoop: only Completed, Failed or Stopped loops can be deleted."""
     _call(runtime_client(region).delete_human_loop, HumanLoopName=name)
-
-
-def start_human_loop(region: str, name: str, flow_definition_arn: str, input_content: str) -> str:
-    """StartHumanLoop; returns the new loop's ARN."""
-    response = _call(
-        runtime_client(region).start_human_loop,
-        HumanLoopName=name,
-        FlowDefinitionArn=flow_definition_arn,
-        HumanLoopInput={"InputContent": input_content},
-    )
-    return response["HumanLoopArn"]
 
 
 # --- SageMaker flow definitions ---------------------------------------------

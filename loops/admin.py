@@ -1,4 +1,4 @@
-"""Admin for the local copy of A2I and the action audit log (issue 5).
+"""Admin for the local copy of A2I and the action audit log.
 
 Everything mirrored from A2I is read-only: nobody edits a loop's status by hand,
 and nothing is added or deleted locally. "Delete" on a loop means *delete in A2I*
@@ -12,12 +12,13 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.template.defaultfilters import pluralize
 from django.utils.html import format_html
 
-from loops.action_forms import REASON_MAX_LENGTH
+from loops import tasks
+from loops.forms import CONFIRM_SAMPLE, ReasonForm
 from loops.models import (
     FailureCode,
     FlowDefinition,
@@ -28,10 +29,10 @@ from loops.models import (
     SyncRun,
     WorkerHeartbeat,
 )
+from loops.permissions import user_can_run
 from loops.services import actions
 from loops.services import audit as audit_service
-
-CONFIRM_SAMPLE = 100
+from loops.tables import PlannedLoopTable
 
 
 class ReadOnlyMixin:
@@ -103,13 +104,13 @@ class HumanLoopAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     # "Permissions" of the actions (Django filters actions by has_<name>_permission).
     def has_a2i_stop_permission(self, request):
-        return actions.user_can_run(request.user, LoopActionBatch.Action.STOP)
+        return user_can_run(request.user, LoopActionBatch.Action.STOP)
 
     def has_a2i_delete_permission(self, request):
-        return actions.user_can_run(request.user, LoopActionBatch.Action.DELETE)
+        return user_can_run(request.user, LoopActionBatch.Action.DELETE)
 
     def has_a2i_stop_and_delete_permission(self, request):
-        return actions.user_can_run(request.user, LoopActionBatch.Action.STOP_AND_DELETE)
+        return user_can_run(request.user, LoopActionBatch.Action.STOP_AND_DELETE)
 
     def get_actions(self, request):
         admin_actions = super().get_actions(request)
@@ -140,32 +141,26 @@ class HumanLoopAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def _run_action(self, request, queryset, name):
         """The confirmation page first (like delete_selected); with post=yes and a reason, run it."""
         action = ACTION_OF[name]
-        if not actions.user_can_run(request.user, action):
+        if not user_can_run(request.user, action):
             raise PermissionDenied
-        reason = request.POST.get("reason", "").strip()
-        error = ""
-        if request.POST.get("post") == "yes":
-            if not reason:
-                error = "Give a reason: it is recorded with every loop."
-            elif len(reason) > REASON_MAX_LENGTH:
-                error = f"The reason is too long (at most {REASON_MAX_LENGTH} characters)."
-            else:
-                return self._execute(request, queryset, action, reason)
+        reason_form = ReasonForm(request.POST if request.POST.get("post") == "yes" else None)
+        if reason_form.is_valid():
+            return self._execute(request, queryset, action, reason_form.cleaned_data["reason"])
         plan = actions.plan_action(action, queryset, sample=CONFIRM_SAMPLE)
+        action_label = LoopActionBatch.Action(action).label
         context = {
             **self.admin_site.each_context(request),
-            "title": f"{LoopActionBatch.Action(action).label}: are you sure?",
+            "title": f"{action_label}: are you sure?",
             "subtitle": None,
             "opts": self.model._meta,
             "plan": plan,
+            "plan_table": PlannedLoopTable(plan, action_label),
             "action_name": name,
-            "action_label": LoopActionBatch.Action(action).label,
+            "action_label": action_label,
             "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across") == "1",
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "reason": reason,
-            "reason_error": error,
-            "reason_max_length": REASON_MAX_LENGTH,
+            "reason_form": reason_form,
             "threshold": settings.A2I_BULK_ACTION_THRESHOLD,
             "media": self.media,
         }
@@ -179,7 +174,7 @@ class HumanLoopAdmin(ReadOnlyMixin, admin.ModelAdmin):
             self.message_user(request, f"Nothing was done: {exc}.", messages.WARNING)
             return None
         batch_url = reverse("actions:batch", args=[batch.pk])
-        if actions.dispatch_batch(batch):
+        if tasks.dispatch_batch(batch):
             self.message_user(request, f"{batch.total} loop{pluralize(batch.total)} queued for a worker.", messages.INFO)
             return HttpResponseRedirect(batch_url)
         level = messages.WARNING if "failed" in batch.summary else messages.SUCCESS
@@ -196,7 +191,9 @@ ACTION_OF = {
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("started_at", "flow_definition", "kind", "outcome", "duration", "pages", "loops_seen", "created", "updated", "marked_deleted")
+    list_display = (
+        "started_at", "flow_definition", "kind", "outcome", "duration", "pages", "loops_seen", "created", "updated", "marked_deleted",
+    )
     list_filter = ("outcome", "kind", "flow_definition", "started_at")
     search_fields = ("flow_definition__name", "flow_definition__arn", "error")
     date_hierarchy = "started_at"

@@ -1,4 +1,6 @@
-"""The loop list's GET filter contract (issue 4), as one django-filter FilterSet.
+"""The GET filters: the loop list's contract (LoopFilter) and the audit log's (LoopActionFilter).
+
+The loop list's contract:
 
     flow_definition  repeatable; a flow definition ARN or name (a name matches it in every region)
     status           repeatable; A2I's exact strings (InProgress, Completed, Failed, Stopping, Stopped)
@@ -9,7 +11,7 @@
     failure_code     exact (ValidationError, Expired, InternalError, ...)
     deleted          on/true/1: include loops deleted upstream (off by default)
 
-The actions (issue 5) use the same FilterSet to resolve "all N loops matching these
+The actions use the same FilterSet to resolve "all N loops matching these
 filters", so it must stay free of view concerns.
 """
 
@@ -22,7 +24,7 @@ from django import forms
 from django.db.models import Q
 from django.utils import timezone
 
-from loops.models import FlowDefinition, HumanLoop, HumanLoopStatus
+from loops.models import FlowDefinition, HumanLoop, HumanLoopStatus, LoopAction, LoopActionBatch
 
 WINDOWS = {
     "1h": timedelta(hours=1),
@@ -162,3 +164,17 @@ class LoopFilter(django_filters.FilterSet):
                 continue
             active[key] = value
         return active
+
+
+class LoopActionFilter(django_filters.FilterSet):
+    """GET filters of the audit page (/actions/audit/)."""
+
+    action = django_filters.ChoiceFilter(choices=LoopActionBatch.Action.choices)
+    outcome = django_filters.ChoiceFilter(choices=LoopAction.Outcome.choices)
+    user = django_filters.CharFilter(label="User", field_name="user__username", lookup_expr="iexact", max_length=150)
+    loop = django_filters.CharFilter(label="Loop name contains", field_name="loop__name", lookup_expr="icontains", max_length=63)
+    batch = django_filters.NumberFilter(field_name="batch_id", min_value=1)
+
+    class Meta:
+        model = LoopAction
+        fields: list[str] = []

@@ -1,4 +1,4 @@
-"""The loop list table: HTML columns and the export columns (CSV/JSON) in one place.
+"""The dashboard's django-tables2 tables: the loop list (HTML and export), the audit log, the plan.
 
 Rendering never touches `record.flow_definition` (one query per row, or a JOIN that
 slows deep pages): the table gets the flow definitions as a dict by id instead.
@@ -10,19 +10,20 @@ slow on an unfiltered million).
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 
 import django_tables2 as tables
 from django.core.paginator import EmptyPage, Page
 from django.db.models import QuerySet
-from django_tables2.paginators import LazyPaginator
-from django_tables2.rows import BoundRow
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
+from django_tables2.paginators import LazyPaginator
+from django_tables2.rows import BoundRow
 
-from loops.models import HumanLoop
-from loops.templatetags.loops_extras import timestamp_html
+from loops.formatting import timestamp_html
+from loops.models import HumanLoop, LoopAction
 
 DEFAULT_ORDER = "-creation_time"
 
@@ -71,7 +72,6 @@ class LoopTable(tables.Table):
         )
         order_by = DEFAULT_ORDER
         attrs = {"class": "table loops"}
-        row_attrs = {"data-status": lambda record: record.status}
         empty_text = "No loops"
         template_name = "loops/_table.html"
 
@@ -80,73 +80,10 @@ class LoopTable(tables.Table):
         # {id: FlowDefinition}; 10s of rows, loaded once per request.
         self.flow_definitions = flow_definitions or {}
 
-    # --- HTML ---------------------------------------------------------------
-    #
-    # The body is built here rather than by django-tables2's generic cell machinery
-    # (signature inspection, attrs and accessor resolution per cell: ~1.5 ms per row,
-    # most of the page budget). Every value from A2I goes through stdlib html.escape
-    # (quotes included, so it is safe in attributes too).
-
     def rows_html(self) -> SafeString:
-        """The current page's <tr> elements."""
-        now = timezone.now()
-        self._fd_cells: dict[int, str] = {}
-        self._loop_url = reverse("loops:loop_list")
-        names = [column.name for column in self.columns]
-        labels = [escape("Select" if name == "select" else str(self.columns[name].header)) for name in names]
-        renderers = [getattr(self, f"render_{name}") for name in names]
-        rows = []
-        for row in self.paginated_rows:
-            record = row.record
-            record._now = now
-            cells = "".join(
-                f'<td class="col-{name}" data-label="{label}">{render(record)}</td>'
-                for name, label, render in zip(names, labels, renderers)
-            )
-            rows.append(f'<tr data-status="{escape(record.status)}">{cells}</tr>')
-        return mark_safe("\n".join(rows))
-
-    def render_select(self, record):
-        return mark_safe(
-            f'<input type="checkbox" name="loop" value="{record.pk}" form="bulk-form" aria-label="Select {escape(record.name)}">'
-        )
-
-    def render_name(self, record):
-        url = getattr(self, "_loop_url", None) or reverse("loops:loop_list")
-        return mark_safe(f'<a href="{url}{record.pk}/">{escape(record.name)}</a>')
-
-    def render_flow_definition(self, record):
-        cache = getattr(self, "_fd_cells", None)
-        if cache is None:
-            cache = self._fd_cells = {}
-        fd_id = record.flow_definition_id
-        if fd_id not in cache:
-            fd = self.flow_definitions.get(fd_id)
-            cache[fd_id] = (
-                "—"
-                if fd is None
-                else f'<a href="{reverse("loops:flow_definition", args=[fd.pk])}" title="{escape(fd.arn)}">{escape(fd.name)}</a>'
-                f' <span class="muted">{escape(fd.region)}</span>'
-            )
-        return mark_safe(cache[fd_id])
-
-    def render_status(self, record):
-        deleted = ' <span class="badge deleted">deleted upstream</span>' if record.deleted_upstream else ""
-        status = escape(record.status)
-        return mark_safe(f'<span class="badge status-{status.lower()}">{status}</span>{deleted}')
-
-    def render_creation_time(self, record):
-        return timestamp_html(record.creation_time, getattr(record, "_now", None))
-
-    def render_status_changed_at(self, record):
-        return timestamp_html(record.status_changed_at, getattr(record, "_now", None))
-
-    def render_failure_code(self, record):
-        return escape(record.failure_code)
-
-    def render_failure_reason(self, record):
-        reason = escape(record.failure_reason)
-        return mark_safe(f'<span class="truncate" title="{reason}">{reason}</span>') if reason else ""
+        """The current page's <tr> elements (see LoopRowRenderer)."""
+        renderer = LoopRowRenderer([column.name for column in self.columns], self.flow_definitions)
+        return renderer.render([row.record for row in self.paginated_rows])
 
     # --- export (CSV/JSON): plain values ---------------------------------------
 
@@ -178,6 +115,114 @@ class LoopTable(tables.Table):
 
     def value_deleted_upstream(self, value):
         return bool(value)
+
+
+class LoopRowRenderer:
+    """The loop list's <tr> elements, written directly rather than by django-tables2's cells.
+
+    django-tables2 resolves attrs, accessors and render_* signatures for every cell,
+    which costs most of the loop list's page budget at 50 rows (docs/performance.md,
+    "Loop list rows", has the measurement); the list's cells are simple, so one
+    method per column writes them with stdlib escaping (html.escape quotes quotes
+    too, so values are safe inside attributes). Only the loop list uses this; the
+    other tables let django-tables2 render.
+    """
+
+    def __init__(self, columns: list[str], flow_definitions: dict, now: datetime | None = None):
+        self.columns = columns
+        self.flow_definitions = flow_definitions
+        self.now = now or timezone.now()
+        self.loop_url = reverse("loops:loop_list")
+        self.fd_cells: dict[int, str] = {}  # one flow definition cell per flow definition and page
+        self.cells = [(name, getattr(self, f"cell_{name}")) for name in columns]
+
+    def render(self, loops) -> SafeString:
+        rows = []
+        for loop in loops:
+            cells = "".join(f'<td class="col-{name}" data-label="{LABELS[name]}">{cell(loop)}</td>' for name, cell in self.cells)
+            rows.append(f'<tr data-status="{escape(loop.status)}">{cells}</tr>')
+        return mark_safe("\n".join(rows))
+
+    def cell_select(self, loop) -> str:
+        return f'<input type="checkbox" name="loop" value="{loop.pk}" form="bulk-form" aria-label="Select {escape(loop.name)}">'
+
+    def cell_name(self, loop) -> str:
+        return f'<a href="{self.loop_url}{loop.pk}/">{escape(loop.name)}</a>'
+
+    def cell_flow_definition(self, loop) -> str:
+        fd_id = loop.flow_definition_id
+        if fd_id not in self.fd_cells:
+            fd = self.flow_definitions.get(fd_id)
+            self.fd_cells[fd_id] = (
+                "—"
+                if fd is None
+                else f'<a href="{reverse("loops:flow_definition", args=[fd.pk])}" title="{escape(fd.arn)}">{escape(fd.name)}</a>'
+                f' <span class="muted">{escape(fd.region)}</span>'
+            )
+        return self.fd_cells[fd_id]
+
+    def cell_status(self, loop) -> str:
+        status = escape(loop.status)
+        deleted = ' <span class="badge deleted">deleted upstream</span>' if loop.deleted_upstream else ""
+        return f'<span class="badge status-{status.lower()}">{status}</span>{deleted}'
+
+    def cell_creation_time(self, loop) -> str:
+        return timestamp_html(loop.creation_time, self.now)
+
+    def cell_status_changed_at(self, loop) -> str:
+        return timestamp_html(loop.status_changed_at, self.now)
+
+    def cell_failure_code(self, loop) -> str:
+        return escape(loop.failure_code)
+
+    def cell_failure_reason(self, loop) -> str:
+        reason = escape(loop.failure_reason)
+        return f'<span class="truncate" title="{reason}">{reason}</span>' if reason else ""
+
+
+# data-label of each cell (the small-screen layout shows it before the value).
+LABELS = {name: escape("Select" if name == "select" else str(column.verbose_name)) for name, column in LoopTable.base_columns.items()}
+
+
+class LoopActionTable(tables.Table):
+    """The audit log (/actions/audit/): one row per stop/delete attempt."""
+
+    created_at = tables.DateTimeColumn(verbose_name="When (UTC)", format="Y-m-d H:i:s")
+    user = tables.Column(verbose_name="Who", accessor="user__username")
+    loop = tables.Column(verbose_name="Loop", accessor="loop__name", linkify=lambda record: reverse("loops:loop", args=[record.loop_id]))
+    action = tables.Column()
+    reason = tables.Column()
+    outcome = tables.Column()
+    detail = tables.Column(verbose_name="Detail / error")
+    batch = tables.Column(accessor="batch_id", linkify=lambda record: reverse("actions:batch", args=[record.batch_id]))
+
+    class Meta:
+        model = LoopAction
+        fields = ("created_at", "user", "loop", "action", "reason", "outcome", "detail", "batch")
+        order_by = "-created_at"
+        attrs = {"class": "table"}
+
+
+class PlannedLoopTable(tables.Table):
+    """A confirmation page's sample of the selection (services.actions.Plan.loops), admin and dashboard alike."""
+
+    name = tables.Column(accessor="loop__name", verbose_name="Name")
+    flow_definition = tables.Column(accessor="loop__flow_definition__name", verbose_name="Flow definition")
+    status = tables.Column(accessor="loop__status", verbose_name="Status")
+    creation_time = tables.DateTimeColumn(accessor="loop__creation_time", verbose_name="Created (UTC)", format="Y-m-d H:i:s")
+    will_be = tables.Column(empty_values=(), verbose_name="Will be")
+
+    class Meta:
+        orderable = False
+        attrs = {"class": "table", "id": "confirm-loops"}
+        row_attrs = {"class": lambda record: "eligible" if record.eligible else "skipped"}
+
+    def __init__(self, plan, action_label: str):
+        super().__init__(plan.loops)
+        self.action_label = action_label.lower()
+
+    def render_will_be(self, record):
+        return self.action_label if record.eligible else f"skipped: {record.skip_reason}"
 
 
 class DeferredJoinPaginator(LazyPaginator):

@@ -1,4 +1,7 @@
-"""Celery tasks: thin adapters over loops.services. They take ARNs and ids, never model instances.
+"""Every Celery task: thin adapters over loops.services. They take ARNs and ids, never model instances.
+
+This module is also where work is handed to a worker (`dispatch_batch`): services
+know nothing of Celery.
 
 Only transient failures are retried: A2IUnavailable (endpoint unreachable,
 connection dropped) with exponential backoff, a few times. Throttling and 5xx
@@ -6,13 +9,19 @@ are already retried inside each call by botocore; an error A2I answered after
 that is recorded on the SyncRun and not retried (the next scheduled run will).
 """
 
+import logging
+
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from loops.a2i import A2IUnavailable
-from loops.models import FlowDefinition, FlowDefinitionStatus, WorkerHeartbeat
-from loops.services import sync
+from loops.models import FlowDefinition, FlowDefinitionStatus, LoopActionBatch, WorkerHeartbeat
+from loops.services import actions, discovery, sync
+
+logger = logging.getLogger(__name__)
 
 TRANSIENT = {
     "autoretry_for": (A2IUnavailable,),
@@ -26,7 +35,7 @@ TRANSIENT = {
 @shared_task(soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT, time_limit=settings.CELERY_TASK_TIME_LIMIT, **TRANSIENT)
 def discover_flow_definitions() -> list[str]:
     """Upsert the flow definitions of every configured region; returns their ARNs."""
-    return [fd.arn for fd in sync.discover_flow_definitions()]
+    return [fd.arn for fd in discovery.discover_flow_definitions()]
 
 
 @shared_task(soft_time_limit=60, time_limit=90)
@@ -74,3 +83,34 @@ def heartbeat(self) -> str:
         worker=self.request.hostname or "unknown", defaults={"last_beat_at": timezone.now()}
     )
     return self.request.hostname or "unknown"
+
+
+@shared_task(soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT, time_limit=settings.CELERY_TASK_TIME_LIMIT)
+def execute_loop_action_batch(batch_id: int) -> str:
+    """Carry out a stop/delete batch in the background; returns its summary.
+
+    Idempotent: execute_batch only processes the rows still pending, so a task
+    redelivered after a worker died (acks late) resumes where it stopped.
+    """
+    try:
+        return actions.execute_batch(batch_id)
+    except SoftTimeLimitExceeded:
+        # A very large batch outlived the task time limit: hand the rest to a fresh task
+        # rather than leave its loops pending.
+        logger.warning("action batch %s hit the soft time limit; continuing in a new task", batch_id)
+        execute_loop_action_batch.delay(batch_id)
+        return "continued in a new task"
+
+
+def dispatch_batch(batch: LoopActionBatch) -> bool:
+    """Run `batch` now in this thread, or enqueue it for a worker; returns True when enqueued.
+
+    Which one: services.actions.runs_in_background. The task is sent after the current
+    transaction commits, so the worker always finds the batch.
+    """
+    if actions.runs_in_background(batch):
+        transaction.on_commit(lambda: execute_loop_action_batch.delay(batch.pk))
+        return True
+    actions.execute_batch(batch.pk)
+    batch.refresh_from_db()
+    return False

@@ -1,4 +1,4 @@
-"""Stop and delete human loops in A2I, with an audit row per attempt (issue 5).
+"""Stop and delete human loops in A2I, with an audit row per attempt.
 
 The flow, in order:
 
@@ -7,8 +7,8 @@ The flow, in order:
 2. `create_batch(user, action, reason, loops)`: the confirmed request. Writes one
    LoopActionBatch and one *pending* LoopAction per selected loop, so every loop
    is accounted for before the first call to A2I.
-3. `dispatch_batch(batch)`: runs it now (small selections) or enqueues the Celery
-   task (more than settings.A2I_BULK_ACTION_THRESHOLD loops).
+3. the caller runs it now or hands it to the Celery task (`runs_in_background`
+   says which; loops.tasks.dispatch_batch does it).
 4. `execute_batch(batch_id)`: calls A2I loop by loop through `loops.a2i`, records
    each outcome (succeeded, skipped or failed, never left pending), updates the
    local rows at once (Stopping; deleted upstream) and the flow definitions' stats.
@@ -41,25 +41,15 @@ from loops.models import (
     LoopAction,
     LoopActionBatch,
 )
+from loops.permissions import user_can_run
 from loops.services import loop_actions
 from loops.services import stats as stats_service
-from loops.services.loop_actions import (
-    ALREADY_DELETED,
-    DETAIL_SEPARATOR,
-    skip_reason,
-)
+from loops.services.loop_actions import ALREADY_DELETED, DETAIL_SEPARATOR, skip_reason
 
 logger = logging.getLogger(__name__)
 
 Action = LoopActionBatch.Action
 Outcome = LoopAction.Outcome
-
-# Which Django permissions each action needs.
-REQUIRED_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    Action.STOP: ("loops.stop_humanloop",),
-    Action.DELETE: ("loops.delete_humanloop",),
-    Action.STOP_AND_DELETE: ("loops.stop_humanloop", "loops.delete_humanloop"),
-}
 
 SUCCESS_VERBS = {Action.STOP: "stopped", Action.DELETE: "deleted", Action.STOP_AND_DELETE: "deleted"}
 
@@ -67,18 +57,23 @@ SUCCESS_VERBS = {Action.STOP: "stopped", Action.DELETE: "deleted", Action.STOP_A
 CHUNK_SIZE = 100
 
 
-# --- permissions ---------------------------------------------------------------
+# --- what the loop page offers ---------------------------------------------------
 
 
-def user_can_run(user, action: str) -> bool:
-    """Whether `user` holds every permission `action` needs. Unknown actions: False."""
-    permissions = REQUIRED_PERMISSIONS.get(action)
-    return bool(permissions) and user.has_perms(permissions)
+def offered_actions(user, loop: HumanLoop) -> list[Action]:
+    """The actions to offer `user` on `loop`'s page: allowed to them and applicable to the loop.
 
-
-def allowed_actions(user) -> list[str]:
-    """The actions `user` may run, in display order."""
-    return [action for action in Action.values if user_can_run(user, action)]
+    The same rule as execution (skip_reason). Stop-then-delete is offered only where
+    delete alone does not apply (InProgress, Stopping): on a finished loop it is a delete.
+    """
+    offered = [
+        action
+        for action in Action
+        if user_can_run(user, action) and skip_reason(action, loop.status, loop.deleted_upstream) is None
+    ]
+    if Action.DELETE in offered and Action.STOP_AND_DELETE in offered:
+        offered.remove(Action.STOP_AND_DELETE)
+    return offered
 
 
 # --- planning ------------------------------------------------------------------
@@ -174,7 +169,7 @@ def _insert_pending_rows(batch: LoopActionBatch, loop_ids: QuerySet) -> int:
     """One pending LoopAction per id of `loop_ids`, in ONE INSERT ... SELECT.
 
     "All N loops matching the filters" can be 100,000s of loops: bulk_create would
-    fetch every id into Python and send it back (about 11 s per 100,000 rows here);
+    fetch every id into Python and send it back (seconds per 100,000 rows);
     INSERT ... SELECT keeps the ids in the database. Returns the number of rows.
     """
     try:
@@ -193,22 +188,13 @@ def _insert_pending_rows(batch: LoopActionBatch, loop_ids: QuerySet) -> int:
         return cursor.rowcount
 
 
-def dispatch_batch(batch: LoopActionBatch) -> bool:
-    """Run `batch` now, or enqueue it for a Celery worker; returns True when enqueued.
+def runs_in_background(batch: LoopActionBatch) -> bool:
+    """Whether `batch` is for a Celery worker rather than the web request that confirmed it.
 
-    Enqueued: more than A2I_BULK_ACTION_THRESHOLD loops, and every stop-then-delete
-    (waiting for Stopped can take up to A2I_ACTION_STOP_WAIT_SECONDS, too long for a
-    web request). The task is sent after the current transaction commits, so the
-    worker always finds the batch. Running now calls A2I in the caller's thread.
+    More than A2I_BULK_ACTION_THRESHOLD loops, and every stop-then-delete (waiting for
+    Stopped can take up to A2I_ACTION_STOP_WAIT_SECONDS, too long for a web request).
     """
-    if batch.total > settings.A2I_BULK_ACTION_THRESHOLD or batch.action == Action.STOP_AND_DELETE:
-        from loops.action_tasks import execute_loop_action_batch  # the task module imports this one
-
-        transaction.on_commit(lambda: execute_loop_action_batch.delay(batch.pk))
-        return True
-    execute_batch(batch.pk)
-    batch.refresh_from_db()
-    return False
+    return batch.total > settings.A2I_BULK_ACTION_THRESHOLD or batch.action == Action.STOP_AND_DELETE
 
 
 # --- execution -------------------------------------------------------------------
@@ -331,7 +317,7 @@ def _stop_then_delete(rows: list[LoopAction]) -> None:
         if loop.deleted_upstream:
             _finish(row, Outcome.SKIPPED, ALREADY_DELETED)
         elif loop.status not in TERMINAL_STATUSES:
-            wait = loop_actions.setting("A2I_ACTION_STOP_WAIT_SECONDS", 120)
+            wait = settings.A2I_ACTION_STOP_WAIT_SECONDS
             _finish(row, Outcome.FAILED, f"still {loop.status} after {wait} s; stop requested, not deleted")
         else:
             _finish(row, *_guarded(_delete_after_stop, loop, row.pk in stopped))

@@ -1,6 +1,6 @@
 """One loop, one call: stop or delete a human loop in A2I and apply the result locally.
 
-The per-loop half of the actions (issue 5); loops.services.actions runs batches of
+The per-loop half of the actions; loops.services.actions runs batches of
 these and records their outcomes. Each function returns (outcome, detail) where
 outcome is a LoopAction.Outcome value and detail the text stored with it.
 """
@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from loops import a2i
 from loops.models import TERMINAL_STATUSES, HumanLoop, HumanLoopStatus, LoopAction, LoopActionBatch
-from loops.services import sync as sync_service
+from loops.services.loop_state import mark_loop_deleted_upstream, set_loop_status
 
 Action = LoopActionBatch.Action
 Outcome = LoopAction.Outcome
@@ -28,11 +28,6 @@ ALREADY_DELETED = "already deleted in A2I"
 DETAIL_SEPARATOR = "; "
 
 DELETABLE_STATUSES = TERMINAL_STATUSES  # A2I deletes only Completed, Failed and Stopped loops.
-
-
-def setting(name: str, default):
-    # Tunables with safe defaults; tests shorten the waits through `settings`.
-    return getattr(settings, name, default)
 
 
 def skip_reason(action: str, status: str, deleted_upstream: bool) -> str | None:
@@ -69,7 +64,7 @@ def stop_loop(loop: HumanLoop) -> tuple[str, str]:
         call_a2i(a2i.stop_human_loop, loop.flow_definition.region, loop.name)
     except a2i.ClientError as exc:
         return explain_refusal(Action.STOP, loop, exc)
-    sync_service.set_loop_status(loop, HumanLoopStatus.STOPPING, observed_at=timezone.now())
+    set_loop_status(loop, HumanLoopStatus.STOPPING, observed_at=timezone.now())
     loop.status = HumanLoopStatus.STOPPING  # whatever the helper does to the instance
     return Outcome.SUCCEEDED, "stop requested; now Stopping"
 
@@ -116,7 +111,7 @@ def explain_refusal(action: str, loop: HumanLoop, exc: Exception) -> tuple[str, 
 
 def apply_description(loop: HumanLoop, described: dict) -> None:
     status = described["HumanLoopStatus"]
-    sync_service.set_loop_status(
+    set_loop_status(
         loop,
         status,
         failure_code=described.get("FailureCode") or "",
@@ -127,7 +122,7 @@ def apply_description(loop: HumanLoop, described: dict) -> None:
 
 
 def mark_deleted(loop: HumanLoop) -> None:
-    sync_service.mark_loop_deleted_upstream(loop, observed_at=timezone.now())
+    mark_loop_deleted_upstream(loop, observed_at=timezone.now())
     loop.deleted_upstream = True
 
 
@@ -137,8 +132,8 @@ def wait_until_terminal(loop: HumanLoop) -> None:
     Bounded by A2I_ACTION_STOP_WAIT_SECONDS; stores each status seen on the loop row.
     A loop already gone is marked deleted upstream. Raises ClientError for other errors.
     """
-    deadline = time.monotonic() + setting("A2I_ACTION_STOP_WAIT_SECONDS", 120)
-    delay = setting("A2I_ACTION_POLL_SECONDS", 0.5)
+    deadline = time.monotonic() + settings.A2I_ACTION_STOP_WAIT_SECONDS
+    delay = settings.A2I_ACTION_POLL_SECONDS
     while True:
         try:
             described = call_a2i(a2i.describe_human_loop, loop.flow_definition.region, loop.name)
@@ -162,8 +157,8 @@ def call_a2i(fn, *args):
     lets a bulk action ride out a sustained throttle without losing loops. Raises the
     last ClientError when retries run out, Unavailable when A2I cannot be reached.
     """
-    retries = setting("A2I_ACTION_THROTTLE_RETRIES", 5)
-    base = setting("A2I_ACTION_THROTTLE_BACKOFF_SECONDS", 1.0)
+    retries = settings.A2I_ACTION_THROTTLE_RETRIES
+    base = settings.A2I_ACTION_THROTTLE_BACKOFF_SECONDS
     attempt = 0
     while True:
         try:

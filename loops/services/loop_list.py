@@ -1,7 +1,7 @@
-"""The loop list's non-view logic: counting matches cheaply and streaming exports.
+"""The loop list's non-view logic: counting matches cheaply, explaining an empty result, streaming exports.
 
-Counting: an exact COUNT(*) of a million-row result costs ~100 ms on PostgreSQL,
-twice the page budget. So the count is capped (COUNT over `LIMIT 10001`, an
+Counting: an exact COUNT(*) of a million-row result costs more than the whole page
+budget on PostgreSQL. So the count is capped (COUNT over `LIMIT 10001`, an
 index-only scan of at most 10,001 entries); above the cap it is an estimate,
 labelled as such: the per-flow-definition statistics when only flow definition and
 status filter (exact as of their last refresh), otherwise PostgreSQL's planner
@@ -16,17 +16,18 @@ PostgreSQL), inside a StreamingHttpResponse: memory stays flat.
 
 from __future__ import annotations
 
-import csv
 import inspect
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import Q, QuerySet
+from django.http import QueryDict
 from django.utils.encoding import force_str
 
-from loops.models import FlowDefinition
+from loops.filters import LoopFilter
+from loops.models import FlowDefinition, HumanLoop
 
 COUNT_CAP = 10_000
 EXPORT_CHUNK_SIZE = 2_000
@@ -104,6 +105,57 @@ def _planner_estimate(queryset: QuerySet) -> int | None:
         return None
 
 
+# --- an empty result, explained ----------------------------------------------
+
+FILTER_LABELS = {
+    "flow_definition": "flow definition",
+    "status": "status",
+    "window": "time window",
+    "created_after": "created after",
+    "created_before": "created before",
+    "name": "name contains",
+    "failure_code": "failure code",
+}
+
+
+def explain_empty_result(params: QueryDict, filterset: LoopFilter) -> list[str]:
+    """Sentences saying which filters exclude everything. Read-only.
+
+    Each check is an EXISTS query (stops at the first row), run only when the
+    result is already empty.
+    """
+    reasons: list[str] = []
+    if not HumanLoop.objects.exists():
+        return ["No loops have been synced yet: the list fills in after the first sync of a flow definition."]
+    active = filterset.active_filters()
+    if not active:
+        if not HumanLoop.objects.filter(deleted_upstream=False).exists():
+            return ["Every loop known here was deleted upstream; tick “include loops deleted upstream” to see them."]
+        return []
+    for key in active:
+        if key == "deleted":
+            continue
+        relaxed = params.copy()
+        relaxed.pop(key, None)
+        if key in ("created_after", "created_before", "window"):
+            # Time filters combine: relaxing one alone rarely explains anything.
+            for other in ("created_after", "created_before", "window"):
+                relaxed.pop(other, None)
+        other = LoopFilter(relaxed)
+        if other.is_valid() and other.qs.exists():
+            reasons.append(f"Loops match every other filter: the {FILTER_LABELS.get(key, key)} filter excludes them all.")
+    if not params.get("deleted"):
+        with_deleted = params.copy()
+        with_deleted["deleted"] = "on"
+        other = LoopFilter(with_deleted)
+        if other.is_valid() and other.qs.exists():
+            reasons.append("Some loops deleted upstream match: tick “include loops deleted upstream” to see them.")
+    if not reasons:
+        reasons.append("No loop matches these filters, nor any of them relaxed one at a time: try clearing the filters.")
+    return reasons
+
+
+
 # --- export -------------------------------------------------------------------
 
 
@@ -146,28 +198,3 @@ def iter_export_rows(table, queryset: QuerySet, chunk_size: int = EXPORT_CHUNK_S
     yield headers, None
     for record in queryset.iterator(chunk_size=chunk_size):
         yield headers, [force_str(get(record), strings_only=True) for get in getters]
-
-
-class _Echo:
-    """A file-like whose write returns the line, so csv.writer can feed a generator."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def stream_csv(rows: Iterable[tuple[list, list]]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    for headers, values in rows:
-        yield writer.writerow(headers if values is None else values)
-
-
-def stream_json(rows: Iterable[tuple[list, list]]) -> Iterator[str]:
-    """A JSON array of objects keyed by column header, one object per line."""
-    yield "["
-    first = True
-    for headers, values in rows:
-        if values is None:
-            continue
-        yield ("\n" if first else ",\n") + json.dumps(dict(zip(headers, values)), default=str, ensure_ascii=False)
-        first = False
-    yield "\n]\n"

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from loops.formatting import human_duration
 from loops.models import FlowDefinition, FlowDefinitionStatus, HumanLoopStatus, SyncRun, WorkerHeartbeat
-from loops.templatetags.loops_extras import human_duration
 
 # Loops older than this fraction of the task availability lifetime are about to expire.
 NEAR_EXPIRY_FRACTION = 0.8
@@ -60,12 +60,33 @@ class Banner:
 
 
 @dataclass
+class CreatedSeries:
+    """Loops created per period (hour or day), by current status, summed over flow definitions."""
+
+    mode: str  # "24h" | "30d"
+    title: str
+    # (bucket key, label, {status: n}) in time order
+    buckets: list[tuple[str, str, dict[str, int]]]
+
+    @property
+    def total(self) -> int:
+        return sum(sum(counts.values()) for _key, _label, counts in self.buckets)
+
+
+@dataclass
 class Overview:
     summaries: list[FlowDefinitionSummary]
     banners: list[Banner]
-    chart: dict
+    created: CreatedSeries
     heartbeat_at: datetime | None
     totals: dict = field(default_factory=dict)
+
+
+def is_sync_stale(fd: FlowDefinition, now: datetime) -> bool:
+    # Only Active flow definitions are synced; a Failed or Deleting one is not "stale".
+    return fd.status == FlowDefinitionStatus.ACTIVE and (
+        fd.last_sync_succeeded_at is None or now - fd.last_sync_succeeded_at > sync_stale_after()
+    )
 
 
 def _parse(value: str | None) -> datetime | None:
@@ -80,7 +101,6 @@ def summarize_flow_definition(fd: FlowDefinition, *, now: datetime) -> FlowDefin
     lifetime = fd.task_availability_lifetime_seconds
     fraction = age / lifetime if (age is not None and lifetime) else None
     review = stats.get("review_seconds") or {}
-    stale_after = sync_stale_after()
     return FlowDefinitionSummary(
         flow_definition=fd,
         status_counts=[(status, counts.get(status, 0)) for status in STATUS_ORDER],
@@ -99,9 +119,7 @@ def summarize_flow_definition(fd: FlowDefinition, *, now: datetime) -> FlowDefin
         review_p90=review.get("p90"),
         review_samples=review.get("samples", 0),
         last_sync_succeeded_at=fd.last_sync_succeeded_at,
-        # Only Active flow definitions are synced; a Failed or Deleting one is not "stale".
-        sync_stale=fd.status == FlowDefinitionStatus.ACTIVE
-        and (fd.last_sync_succeeded_at is None or now - fd.last_sync_succeeded_at > stale_after),
+        sync_stale=is_sync_stale(fd, now),
         sync_failing=bool(fd.last_sync_error),
         has_stats=bool(stats),
     )
@@ -112,26 +130,53 @@ def build_overview(*, chart_mode: str = "24h", now: datetime | None = None) -> O
     now = now or timezone.now()
     flow_definitions = list(FlowDefinition.objects.filter(deleted_upstream=False).order_by("name", "region"))
     summaries = [summarize_flow_definition(fd, now=now) for fd in flow_definitions]
+    heartbeat_at = latest_heartbeat()
+    totals = {status: sum(dict(s.status_counts)[status] for s in summaries) for status in STATUS_ORDER}
+    totals["all"] = sum(s.total for s in summaries)
+    totals["completed_24h"] = sum(s.completed_24h for s in summaries)
+    return Overview(
+        summaries=summaries,
+        banners=health_banners(flow_definitions, heartbeat_at, now=now),
+        created=created_series(flow_definitions, mode=chart_mode, now=now),
+        heartbeat_at=heartbeat_at,
+        totals=totals,
+    )
 
-    heartbeat_at = WorkerHeartbeat.objects.order_by("-last_beat_at").values_list("last_beat_at", flat=True).first()
+
+def sync_banners(*, now: datetime | None = None) -> list[Banner]:
+    """The overview's health banners on their own (the sync page shows them), without the stats."""
+    now = now or timezone.now()
+    # Only the columns the banners read, not the stats and description documents.
+    flow_definitions = list(
+        FlowDefinition.objects.filter(deleted_upstream=False)
+        .only("name", "region", "status", "last_sync_succeeded_at", "last_sync_error")
+        .order_by("name", "region")
+    )
+    return health_banners(flow_definitions, latest_heartbeat(), now=now)
+
+
+def latest_heartbeat() -> datetime | None:
+    return WorkerHeartbeat.objects.order_by("-last_beat_at").values_list("last_beat_at", flat=True).first()
+
+
+def health_banners(flow_definitions: list[FlowDefinition], heartbeat_at: datetime | None, *, now: datetime) -> list[Banner]:
+    """Worker heartbeat, failing and stale syncs, failed discovery: one banner each. One query (discovery)."""
     banners = []
     if heartbeat_at is None:
         banners.append(Banner("error", "No Celery worker has ever reported a heartbeat: syncs are not running."))
     elif now - heartbeat_at > HEARTBEAT_STALE_AFTER:
         banners.append(
-            Banner("error", f"The Celery worker's last heartbeat is {_ago(now - heartbeat_at)} old: syncs may have stopped.")
+            Banner("error", f"The Celery worker's last heartbeat is {human_duration(now - heartbeat_at)} old: syncs may have stopped.")
         )
-    failing = [s.flow_definition for s in summaries if s.sync_failing]
+    failing = [fd for fd in flow_definitions if fd.last_sync_error]
     if failing:
-        names = ", ".join(fd.name for fd in failing[:5]) + ("…" if len(failing) > 5 else "")
-        banners.append(Banner("error", f"Sync is failing for {len(failing)} flow definition(s): {names}.", "loops:sync"))
-    stale = [s.flow_definition for s in summaries if s.sync_stale and not s.sync_failing]
+        banners.append(Banner("error", f"Sync is failing for {len(failing)} flow definition(s): {_names(failing)}.", "loops:sync"))
+    stale = [fd for fd in flow_definitions if is_sync_stale(fd, now) and not fd.last_sync_error]
     if stale:
-        names = ", ".join(fd.name for fd in stale[:5]) + ("…" if len(stale) > 5 else "")
         banners.append(
             Banner(
                 "warning",
-                f"No successful sync for over {_ago(sync_stale_after())} for {len(stale)} flow definition(s): {names}.",
+                f"No successful sync for over {human_duration(sync_stale_after())} for {len(stale)} flow definition(s): {_names(stale)}.",
                 "loops:sync",
             )
         )
@@ -139,30 +184,15 @@ def build_overview(*, chart_mode: str = "24h", now: datetime | None = None) -> O
     last_discovery = SyncRun.objects.filter(flow_definition__isnull=True).exclude(outcome=SyncRun.Outcome.RUNNING).first()
     if last_discovery and last_discovery.outcome == SyncRun.Outcome.FAILED:
         banners.append(Banner("error", f"Flow definition discovery failed: {last_discovery.error[:200]}", "loops:sync"))
-
-    totals = {status: sum(dict(s.status_counts)[status] for s in summaries) for status in STATUS_ORDER}
-    totals["all"] = sum(s.total for s in summaries)
-    totals["completed_24h"] = sum(s.completed_24h for s in summaries)
-    return Overview(
-        summaries=summaries,
-        banners=banners,
-        chart=build_chart(flow_definitions, mode=chart_mode, now=now),
-        heartbeat_at=heartbeat_at,
-        totals=totals,
-    )
+    return banners
 
 
-def _ago(delta: timedelta) -> str:
-    return human_duration(delta)
+def _names(flow_definitions: list[FlowDefinition]) -> str:
+    return ", ".join(fd.name for fd in flow_definitions[:5]) + ("…" if len(flow_definitions) > 5 else "")
 
 
-# --- chart ----------------------------------------------------------------------
-
-CHART_WIDTH, CHART_HEIGHT, CHART_PAD_LEFT, CHART_PAD_BOTTOM, CHART_PAD_TOP = 720, 220, 44, 22, 10
-
-
-def build_chart(flow_definitions: list[FlowDefinition], *, mode: str, now: datetime) -> dict:
-    """Bars stacked by status, as SVG coordinates, summed over flow definitions' stats buckets."""
+def created_series(flow_definitions: list[FlowDefinition], *, mode: str, now: datetime) -> CreatedSeries:
+    """Loops created per hour (last 24 h) or per day (last 30 days), by status, from the stats buckets."""
     if mode == "30d":
         start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
         keys = [(start + timedelta(days=i)).date().isoformat() for i in range(30)]
@@ -182,62 +212,5 @@ def build_chart(flow_definitions: list[FlowDefinition], *, mode: str, now: datet
             if key in buckets:
                 for status, n in counts.items():
                     buckets[key][status] = buckets[key].get(status, 0) + n
-
-    peak = max((sum(b.values()) for b in buckets.values()), default=0)
-    scale_max = _nice_ceiling(peak)
-    plot_w = CHART_WIDTH - CHART_PAD_LEFT
-    plot_h = CHART_HEIGHT - CHART_PAD_BOTTOM - CHART_PAD_TOP  # bars span y = TOP .. TOP + plot_h
-    slot = plot_w / len(keys)
-    bar_w = max(slot * 0.75, 1)
-    bars = []
-    for index, (key, label) in enumerate(zip(keys, labels)):
-        x = CHART_PAD_LEFT + index * slot + (slot - bar_w) / 2
-        y = CHART_PAD_TOP + plot_h
-        segments = []
-        for status in STATUS_ORDER:
-            n = buckets[key].get(status, 0)
-            if not n:
-                continue
-            h = plot_h * n / scale_max if scale_max else 0
-            y -= h
-            segments.append({"status": status, "n": n, "y": round(y, 2), "h": round(h, 2)})
-        bars.append(
-            {
-                "x": round(x, 2),
-                "w": round(bar_w, 2),
-                "label": label,
-                "show_label": index % (3 if mode == "24h" else 5) == 0,
-                "label_x": round(x + bar_w / 2, 2),
-                "total": sum(buckets[key].values()),
-                "segments": segments,
-                "key": key,
-            }
-        )
-    ticks = [
-        {"value": scale_max * i // 4, "y": round(CHART_PAD_TOP + plot_h - plot_h * i / 4, 2)} for i in range(5)
-    ] if scale_max else []
-    return {
-        "mode": mode,
-        "title": CHART_MODES[mode],
-        "width": CHART_WIDTH,
-        "height": CHART_HEIGHT,
-        "plot_h": plot_h,
-        "plot_top": CHART_PAD_TOP,
-        "pad_left": CHART_PAD_LEFT,
-        "bars": bars,
-        "ticks": ticks,
-        "total": sum(bar["total"] for bar in bars),
-        "statuses": STATUS_ORDER,
-    }
-
-
-def _nice_ceiling(value: int) -> int:
-    """A round axis maximum >= value (1, 2, 5 x 10^n), divisible by 4 where possible."""
-    if value <= 0:
-        return 0
-    magnitude = 1
-    while True:
-        for step in (1, 2, 4, 5, 8):
-            if step * magnitude >= value:
-                return step * magnitude
-        magnitude *= 10
+    series = [(key, label, buckets[key]) for key, label in zip(keys, labels, strict=True)]
+    return CreatedSeries(mode=mode, title=CHART_MODES[mode], buckets=series)

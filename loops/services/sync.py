@@ -6,7 +6,7 @@ Steps of `sync_flow_definition`, in order:
 2. list loops Ascending, from the beginning (full) or from the incremental start
    (the oldest non-terminal loop or the newest loop seen, whichever is older,
    minus A2I_INCREMENTAL_MARGIN), while the next page is prefetched;
-3. write each page in its own transaction (services.sync_pages, on up to
+3. write each page in its own transaction (services.sync_writer, on up to
    A2I_SYNC_WRITERS connections): new loops inserted and stored rows read in one
    statement, UPDATE of changed ones only, one status history row per transition;
 4. mark deleted upstream the stored loops of the listed range that were not
@@ -38,18 +38,8 @@ from django.utils import timezone
 
 from loops import a2i
 from loops.models import ACTIVE_STATUSES, FlowDefinition, HumanLoop, HumanLoopStatus, SyncRun
-from loops.services.discovery import discover_flow_definitions
-from loops.services.loop_state import mark_loop_deleted_upstream, refresh_loop, set_loop_status
 from loops.services.stats import refresh_flow_definition_stats
-from loops.services.sync_pages import write_pages
-
-__all__ = [
-    "discover_flow_definitions",
-    "mark_loop_deleted_upstream",
-    "refresh_loop",
-    "set_loop_status",
-    "sync_flow_definition",
-]
+from loops.services.sync_writer import write_pages
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +103,8 @@ def sync_flow_definition(flow_definition_id: int, *, full: bool, page_hook: Page
 
 
 def _stats_due(fd: FlowDefinition, run: SyncRun, now: datetime) -> bool:
-    # A refresh costs a few hundred ms of database time on a 100,000-loop flow
-    # definition; an incremental sync every 30 s that changed nothing need not pay it,
+    # A refresh costs real database time on a big flow definition; an incremental
+    # sync every 30 s that changed nothing need not pay it,
     # but the time windows (last 24 h, oldest InProgress age) still move on.
     if run.created or run.updated or run.marked_deleted or fd.stats_refreshed_at is None:
         return True
@@ -188,6 +178,7 @@ def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_u
 
 def _merge_pages(fd, run, written, seen, newly_failed, limit, page_hook, claimed_until) -> None:
     """Fold each written page into the run: seen ids, newly failed ids, counters; renew the claim."""
+    progress_saved = 0.0
     for page in written:
         seen.update(page.ids)
         newly_failed.extend(page.failed_ids[: max(0, limit - len(newly_failed))])
@@ -195,10 +186,11 @@ def _merge_pages(fd, run, written, seen, newly_failed, limit, page_hook, claimed
         run.loops_seen += page.listed
         run.created += page.created
         run.updated += page.updated
-        # Progress for the sync page, at most once a second (a round trip per page costs
-        # ~5% of a full sync); the final figures are saved when the run ends.
-        if page_hook is not None or time.monotonic() - getattr(run, "_progress_saved", 0.0) >= 1.0:
-            run._progress_saved = time.monotonic()
+        # Progress for the sync page, at most once a second (a database round trip
+        # per page is a measurable share of a full sync); the final figures are saved when
+        # the run ends.
+        if page_hook is not None or time.monotonic() - progress_saved >= 1.0:
+            progress_saved = time.monotonic()
             _save_counters(run)
         _renew(fd, claimed_until)
         if page_hook is not None:
@@ -322,7 +314,7 @@ def _describe_failures(fd: FlowDefinition, loop_ids: list[int], backlog: int) ->
     with ThreadPoolExecutor(max_workers=DESCRIBE_THREADS, thread_name_prefix="a2i-describe") as pool:
         described_loops = list(pool.map(describe, loops))
     with transaction.atomic():
-        for loop, described in zip(loops, described_loops):
+        for loop, described in zip(loops, described_loops, strict=True):
             if described is None:
                 continue
             code = described.get("FailureCode") or ""

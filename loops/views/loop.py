@@ -5,17 +5,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
 from django.views.decorators.http import require_POST
 
 from loops import a2i
 from loops.models import HumanLoop
-from loops.services.loop_pages import loop_output_expected, read_loop_answers
+from loops.services.loop_output import loop_output_expected, read_loop_answers
+from loops.services.loop_state import refresh_loop
 from loops.services.stats import refresh_flow_definition_stats
-from loops.services.sync import refresh_loop
-
-ACTIONS_PARTIAL = "loops/actions/_loop_actions.html"
 
 
 @login_required
@@ -33,7 +29,6 @@ def loop_detail(request, pk: int):
         "history": list(loop.status_changes.all()),
         "output": output,
         "output_error": output_error,
-        "actions_partial": ACTIONS_PARTIAL if _template_exists(ACTIONS_PARTIAL) else None,
     }
     return render(request, "loops/loop_detail.html", context)
 
@@ -57,12 +52,3 @@ def loop_refresh(request, pk: int):
         else:
             messages.info(request, f"Refreshed from A2I: still {loop.status}.")
     return redirect("loops:loop", pk=loop.pk)
-
-
-def _template_exists(name: str) -> bool:
-    # The actions helper (issue 5) owns this partial; the page renders without it.
-    try:
-        get_template(name)
-    except TemplateDoesNotExist:
-        return False
-    return True

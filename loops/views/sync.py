@@ -2,7 +2,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from loops.models import FlowDefinition, SyncRun
-from loops.services.overview import build_overview
+from loops.services.overview import sync_banners
 
 RECENT_RUNS = 200
 
@@ -17,7 +17,7 @@ def sync_runs(request):
         "runs": runs[:RECENT_RUNS],
         "failed_only": failed_only,
         "flow_definitions": FlowDefinition.objects.filter(deleted_upstream=False).order_by("name", "region"),
-        "banners": build_overview().banners,
+        "banners": sync_banners(),
         "limit": RECENT_RUNS,
     }
     return render(request, "loops/sync.html", context)

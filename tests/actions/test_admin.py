@@ -6,8 +6,7 @@ from django.urls import reverse
 
 from loops.models import HumanLoop, LoopAction, LoopActionBatch
 from loops.services import actions
-
-from .conftest import a2i_status, loops_named, start_loops, sync
+from tests.conftest import a2i_status, loops_named, start_loops, sync
 
 pytestmark = pytest.mark.django_db
 
@@ -30,9 +29,9 @@ def confirm_post(action: str, loops, **extra) -> dict:
     return {"action": action, "_selected_action": [str(loop.pk) for loop in loops], "post": "yes", **extra}
 
 
-def test_the_admin_confirmation_flow_stops_only_after_post_yes_with_a_reason(aws, world, operator):
+def test_the_admin_confirmation_flow_stops_only_after_post_yes_with_a_reason(aws, a2i_world, operator):
     client = logged_in(operator)
-    selection = loops_named(world["in_progress"][:2] + world["completed"][:1])
+    selection = loops_named(a2i_world["in_progress"][:2] + a2i_world["completed"][:1])
 
     page = client.post(CHANGELIST, action_post("stop_human_loops", selection))
 
@@ -44,20 +43,20 @@ def test_the_admin_confirmation_flow_stops_only_after_post_yes_with_a_reason(aws
         assert loop.name in html
         assert f'name="_selected_action" value="{loop.pk}"' in html
     assert 'name="post" value="yes"' in html and 'name="action" value="stop_human_loops"' in html
-    assert {a2i_status(aws, n) for n in world["in_progress"][:2]} == {"InProgress"}  # nothing reached A2I
+    assert {a2i_status(aws, n) for n in a2i_world["in_progress"][:2]} == {"InProgress"}  # nothing reached A2I
 
     # Confirmed without a reason: the page again, with the error; still nothing done.
     page = client.post(CHANGELIST, confirm_post("stop_human_loops", selection, reason="  "))
     assert page.status_code == 200
     assert "Give a reason" in page.content.decode()
     assert LoopActionBatch.objects.count() == 0
-    assert {a2i_status(aws, n) for n in world["in_progress"][:2]} == {"InProgress"}
+    assert {a2i_status(aws, n) for n in a2i_world["in_progress"][:2]} == {"InProgress"}
 
     response = client.post(CHANGELIST, confirm_post("stop_human_loops", selection, reason="bad input data"), follow=True)
 
     assert response.redirect_chain[-1][0].startswith(CHANGELIST)
-    assert {a2i_status(aws, n) for n in world["in_progress"][:2]} <= {"Stopping", "Stopped"}
-    assert a2i_status(aws, world["completed"][0]) == "Completed"
+    assert {a2i_status(aws, n) for n in a2i_world["in_progress"][:2]} <= {"Stopping", "Stopped"}
+    assert a2i_status(aws, a2i_world["completed"][0]) == "Completed"
     batch = LoopActionBatch.objects.get()
     assert (batch.user, batch.action, batch.reason, batch.state) == (operator, "stop", "bad input data", "done")
     assert batch.summary == "2 stopped, 1 skipped (not InProgress)"
@@ -65,19 +64,19 @@ def test_the_admin_confirmation_flow_stops_only_after_post_yes_with_a_reason(aws
     assert set(LoopAction.objects.values_list("reason", flat=True)) == {"bad input data"}
 
 
-def test_the_admin_delete_action_deletes_in_a2i_and_keeps_the_rows(aws, world, operator):
+def test_the_admin_delete_action_deletes_in_a2i_and_keeps_the_rows(aws, a2i_world, operator):
     client = logged_in(operator)
-    selection = loops_named(world["completed"])
+    selection = loops_named(a2i_world["completed"])
 
     client.post(CHANGELIST, confirm_post("delete_human_loops", selection, reason="cleanup"))
 
-    assert {a2i_status(aws, n) for n in world["completed"]} == {None}
-    assert all(loop.deleted_upstream for loop in loops_named(world["completed"]))
+    assert {a2i_status(aws, n) for n in a2i_world["completed"]} == {None}
+    assert all(loop.deleted_upstream for loop in loops_named(a2i_world["completed"]))
 
 
-def test_the_admin_stop_then_delete_action_runs_in_the_background(aws, world, operator, django_capture_on_commit_callbacks):
+def test_the_admin_stop_then_delete_action_runs_in_the_background(aws, a2i_world, operator, django_capture_on_commit_callbacks):
     client = logged_in(operator)
-    selection = loops_named(world["in_progress"][:1])
+    selection = loops_named(a2i_world["in_progress"][:1])
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(CHANGELIST, confirm_post("stop_and_delete_human_loops", selection, reason="wrong flow"))
@@ -86,13 +85,13 @@ def test_the_admin_stop_then_delete_action_runs_in_the_background(aws, world, op
     assert response.status_code == 302 and response["Location"] == reverse("actions:batch", args=[batch.pk])
     assert len(callbacks) == 1
     actions.execute_batch(batch.pk)  # what the worker does
-    assert a2i_status(aws, world["in_progress"][0]) is None
+    assert a2i_status(aws, a2i_world["in_progress"][0]) is None
     assert LoopAction.objects.get().detail == "stopped, then deleted"
 
 
-def test_select_across_acts_on_every_matching_loop_after_confirmation(aws, world, operator):
+def test_select_across_acts_on_every_matching_loop_after_confirmation(aws, a2i_world, operator):
     client = logged_in(operator)
-    one = loops_named(world["in_progress"][:1])
+    one = loops_named(a2i_world["in_progress"][:1])
     url = f"{CHANGELIST}?status__exact=InProgress"
 
     page = client.post(url, action_post("stop_human_loops", one, select_across="1"))
@@ -102,7 +101,7 @@ def test_select_across_acts_on_every_matching_loop_after_confirmation(aws, world
 
     client.post(url, confirm_post("stop_human_loops", one, select_across="1", reason="all of them"))
 
-    assert {a2i_status(aws, n) for n in world["in_progress"]} <= {"Stopping", "Stopped"}
+    assert {a2i_status(aws, n) for n in a2i_world["in_progress"]} <= {"Stopping", "Stopped"}
     assert LoopActionBatch.objects.get().total == 3
 
 
@@ -121,7 +120,7 @@ def test_more_than_twenty_loops_in_the_admin_go_to_the_progress_page(aws, flow_d
     assert {a2i_status(aws, n) for n in names} == {"InProgress"}
 
 
-def test_a_viewer_is_not_offered_the_actions_and_a_forged_post_is_refused(aws, world, viewer):
+def test_a_viewer_is_not_offered_the_actions_and_a_forged_post_is_refused(aws, a2i_world, viewer):
     client = logged_in(viewer, enforce_csrf_checks=True)
     page = client.get(CHANGELIST)
     assert page.status_code == 200
@@ -129,7 +128,7 @@ def test_a_viewer_is_not_offered_the_actions_and_a_forged_post_is_refused(aws, w
     for name in ("stop_human_loops", "delete_human_loops", "stop_and_delete_human_loops", "delete_selected"):
         assert f'value="{name}"' not in html
     token = page.cookies["csrftoken"].value if "csrftoken" in page.cookies else client.cookies["csrftoken"].value
-    selection = loops_named(world["in_progress"] + world["completed"])
+    selection = loops_named(a2i_world["in_progress"] + a2i_world["completed"])
 
     for action in ("stop_human_loops", "delete_human_loops", "stop_and_delete_human_loops"):
         forged = client.post(CHANGELIST, {**confirm_post(action, selection, reason="forged"), "csrfmiddlewaretoken": token})
@@ -137,12 +136,12 @@ def test_a_viewer_is_not_offered_the_actions_and_a_forged_post_is_refused(aws, w
         forged = client.post(CHANGELIST, {**action_post(action, selection), "csrfmiddlewaretoken": token})
         assert forged.status_code == 403, action
 
-    assert {a2i_status(aws, n) for n in world["in_progress"]} == {"InProgress"}
-    assert {a2i_status(aws, n) for n in world["completed"]} == {"Completed"}
+    assert {a2i_status(aws, n) for n in a2i_world["in_progress"]} == {"InProgress"}
+    assert {a2i_status(aws, n) for n in a2i_world["completed"]} == {"Completed"}
     assert LoopActionBatch.objects.count() == 0 and LoopAction.objects.count() == 0
 
 
-def test_an_operator_with_only_stop_is_offered_only_stop(world, viewer):
+def test_an_operator_with_only_stop_is_offered_only_stop(a2i_world, viewer):
     from django.contrib.auth.models import Permission
 
     viewer.user_permissions.add(Permission.objects.get(codename="stop_humanloop"))
@@ -151,9 +150,9 @@ def test_an_operator_with_only_stop_is_offered_only_stop(world, viewer):
     assert 'value="delete_human_loops"' not in html and 'value="stop_and_delete_human_loops"' not in html
 
 
-def test_loops_are_read_only_and_never_deleted_locally(world, superuser):
+def test_loops_are_read_only_and_never_deleted_locally(a2i_world, superuser):
     client = logged_in(superuser)
-    loop = HumanLoop.objects.get(name=world["in_progress"][0])
+    loop = HumanLoop.objects.get(name=a2i_world["in_progress"][0])
     html = client.get(CHANGELIST).content.decode()
     assert 'value="delete_selected"' not in html
     assert 'value="stop_human_loops"' in html
@@ -176,8 +175,9 @@ def test_no_local_add_for_any_model(superuser, model):
     assert response.status_code in (403, 404)  # 404: not registered on its own (an inline)
 
 
-def test_the_audit_log_is_read_only_and_exports_csv(aws, world, operator, superuser):
-    logged_in(operator).post(CHANGELIST, confirm_post("stop_human_loops", loops_named(world["in_progress"][:1]), reason="why, \"quoted\""))
+def test_the_audit_log_is_read_only_and_exports_csv(aws, a2i_world, operator, superuser):
+    selected = loops_named(a2i_world["in_progress"][:1])
+    logged_in(operator).post(CHANGELIST, confirm_post("stop_human_loops", selected, reason='why, "quoted"'))
     row = LoopAction.objects.get()
     client = logged_in(superuser)
     assert client.get(f"/admin/loops/loopaction/{row.pk}/delete/").status_code == 403
@@ -189,10 +189,10 @@ def test_the_audit_log_is_read_only_and_exports_csv(aws, world, operator, superu
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert lines[0].startswith("created_at,finished_at,user,loop,")
     assert len(lines) == 2
-    assert world["in_progress"][0] in lines[1] and 'olivia-operator' in lines[1] and '"why, ""quoted"""' in lines[1]
+    assert a2i_world["in_progress"][0] in lines[1] and 'olivia-operator' in lines[1] and '"why, ""quoted"""' in lines[1]
 
 
-def test_admin_changelists_render(world, superuser):
+def test_admin_changelists_render(a2i_world, superuser):
     client = logged_in(superuser)
     for model in ("flowdefinition", "humanloop", "syncrun", "loopactionbatch", "loopaction", "workerheartbeat"):
         assert client.get(f"/admin/loops/{model}/").status_code == 200, model
@@ -200,9 +200,9 @@ def test_admin_changelists_render(world, superuser):
     assert client.get(f"/admin/loops/humanloop/?q={loop.name}").content.decode().count(loop.name) >= 1
 
 
-def test_the_loop_changelist_filters_by_status_and_failure_code(world, superuser):
+def test_the_loop_changelist_filters_by_status_and_failure_code(a2i_world, superuser):
     client = logged_in(superuser)
     html = client.get(CHANGELIST, {"failure_code": "ValidationError"}).content.decode()
-    assert world["failed"][0] in html and world["completed"][0] not in html
+    assert a2i_world["failed"][0] in html and a2i_world["completed"][0] not in html
     html = client.get(CHANGELIST, {"status__exact": "Completed"}).content.decode()
-    assert all(name in html for name in world["completed"]) and world["in_progress"][0] not in html
+    assert all(name in html for name in a2i_world["completed"]) and a2i_world["in_progress"][0] not in html

@@ -7,9 +7,7 @@ endpoints the `aws` fixture put in the environment.
 import pytest
 
 from loops.models import LoopAction, LoopActionBatch
-from tests.conftest import save_screenshot
-
-from .conftest import PASSWORD, a2i_status, loops_named
+from tests.conftest import PASSWORD, a2i_status, loops_named, save_screenshot, start_loops, sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -22,9 +20,9 @@ def log_in(page, base_url: str, login_path: str, user) -> None:
     page.wait_for_load_state()
 
 
-def test_admin_stop_goes_through_the_confirmation_page(live_server, page, screenshot_dir, aws, world, operator):
-    busy = loops_named(world["in_progress"][:2])
-    done = loops_named(world["completed"][:1])
+def test_admin_stop_goes_through_the_confirmation_page(live_server, page, screenshot_dir, aws, a2i_world, operator):
+    busy = loops_named(a2i_world["in_progress"][:2])
+    done = loops_named(a2i_world["completed"][:1])
     log_in(page, live_server.url, "/admin/login/?next=/admin/loops/humanloop/", operator)
     assert "/admin/loops/humanloop/" in page.url
 
@@ -52,14 +50,14 @@ def test_admin_stop_goes_through_the_confirmation_page(live_server, page, screen
     assert set(LoopAction.objects.values_list("reason", flat=True)) == {"bad input data"}
 
 
-def test_dashboard_bulk_stop_from_the_loop_list(live_server, page, screenshot_dir, aws, world, operator):
-    busy = loops_named(world["in_progress"])
+def test_dashboard_bulk_stop_from_the_loop_list(live_server, page, screenshot_dir, aws, a2i_world, operator):
+    busy = loops_named(a2i_world["in_progress"])
     log_in(page, live_server.url, "/accounts/login/?next=/loops/", operator)
     page.goto(f"{live_server.url}/loops/?status=InProgress&status=Completed")
 
     for loop in busy[:2]:
         page.check(f"input[name=loop][value='{loop.pk}']")
-    page.check(f"input[name=loop][value='{loops_named(world['completed'][:1])[0].pk}']")
+    page.check(f"input[name=loop][value='{loops_named(a2i_world['completed'][:1])[0].pk}']")
     page.select_option("#bulk-action", "stop")
     page.click("#bulk-form button[type=submit]")
 
@@ -90,7 +88,7 @@ def test_dashboard_bulk_stop_from_the_loop_list(live_server, page, screenshot_di
     save_screenshot(page, screenshot_dir, "actions-loop-page")
 
 
-def test_dashboard_stop_all_matching_loops_shows_n_before_confirming(live_server, page, aws, world, operator):
+def test_dashboard_stop_all_matching_loops_shows_n_before_confirming(live_server, page, aws, a2i_world, operator):
     log_in(page, live_server.url, "/accounts/login/?next=/loops/", operator)
     page.goto(f"{live_server.url}/loops/?status=InProgress")
 
@@ -104,14 +102,12 @@ def test_dashboard_stop_all_matching_loops_shows_n_before_confirming(live_server
     page.click("#confirm-button")
     page.wait_for_selector("#batch-summary")
     assert page.inner_text("#batch-summary") == "3 stopped"
-    assert {a2i_status(aws, n) for n in world["in_progress"]} <= {"Stopping", "Stopped"}
-    assert {a2i_status(aws, n) for n in world["completed"]} == {"Completed"}
+    assert {a2i_status(aws, n) for n in a2i_world["in_progress"]} <= {"Stopping", "Stopped"}
+    assert {a2i_status(aws, n) for n in a2i_world["completed"]} == {"Completed"}
 
 
 def test_the_batch_page_follows_a_background_batch_until_done(live_server, page, aws, flow_definition, operator):
     from loops.services import actions
-
-    from .conftest import start_loops, sync
 
     names = start_loops(aws, flow_definition, 21, prefix="bg")
     sync(flow_definition)

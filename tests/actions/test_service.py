@@ -4,10 +4,10 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from loops import a2i as a2i_api
+from loops import tasks
 from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange, LoopAction, LoopActionBatch
 from loops.services import actions
-
-from .conftest import a2i_status, loops_named, start_loops, sync
+from tests.conftest import a2i_status, loops_named, start_loops, sync
 
 pytestmark = pytest.mark.django_db
 
@@ -26,8 +26,8 @@ def rows(batch) -> dict[str, LoopAction]:
     return {row.loop.name: row for row in batch.actions.select_related("loop")}
 
 
-def test_stopping_an_in_progress_loop_sets_stopping_at_once_then_stopped_after_sync(aws, world, operator):
-    name = world["in_progress"][0]
+def test_stopping_an_in_progress_loop_sets_stopping_at_once_then_stopped_after_sync(aws, a2i_world, operator):
+    name = a2i_world["in_progress"][0]
     (loop,) = loops_named([name])
 
     batch = run(operator, STOP, [loop], reason="wrong flow definition")
@@ -42,14 +42,14 @@ def test_stopping_an_in_progress_loop_sets_stopping_at_once_then_stopped_after_s
     assert batch.state == "done" and batch.summary == "1 stopped"
 
     _wait_for(lambda: a2i_status(aws, name) == "Stopped")
-    sync(world["fd"])
+    sync(a2i_world["fd"])
     loop.refresh_from_db()
     assert loop.status == "Stopped"
-    assert FlowDefinition.objects.get(pk=world["fd"].pk).stats["status_counts"].get("Stopped") == 1
+    assert FlowDefinition.objects.get(pk=a2i_world["fd"].pk).stats["status_counts"].get("Stopped") == 1
 
 
-def test_stopping_a_completed_loop_is_skipped_with_the_reason_and_a2i_is_untouched(aws, world, operator):
-    name = world["completed"][0]
+def test_stopping_a_completed_loop_is_skipped_with_the_reason_and_a2i_is_untouched(aws, a2i_world, operator):
+    name = a2i_world["completed"][0]
     (loop,) = loops_named([name])
 
     batch = run(operator, STOP, [loop])
@@ -63,8 +63,8 @@ def test_stopping_a_completed_loop_is_skipped_with_the_reason_and_a2i_is_untouch
     assert loop.status == "Completed"
 
 
-def test_deleting_a_completed_loop_removes_it_from_a2i_and_keeps_it_locally_marked(aws, world, operator):
-    name = world["completed"][0]
+def test_deleting_a_completed_loop_removes_it_from_a2i_and_keeps_it_locally_marked(aws, a2i_world, operator):
+    name = a2i_world["completed"][0]
     (loop,) = loops_named([name])
 
     batch = run(operator, DELETE, [loop])
@@ -79,19 +79,19 @@ def test_deleting_a_completed_loop_removes_it_from_a2i_and_keeps_it_locally_mark
     assert batch.summary == "1 deleted"
 
 
-def test_delete_skips_loops_that_are_not_finished(aws, world, operator):
-    selection = loops_named(world["in_progress"][:1] + world["failed"] + world["completed"][:1])
+def test_delete_skips_loops_that_are_not_finished(aws, a2i_world, operator):
+    selection = loops_named(a2i_world["in_progress"][:1] + a2i_world["failed"] + a2i_world["completed"][:1])
 
     batch = run(operator, DELETE, selection)
 
     outcomes = {name: row.outcome for name, row in rows(batch).items()}
-    assert outcomes == {world["in_progress"][0]: "skipped", world["failed"][0]: "succeeded", world["completed"][0]: "succeeded"}
-    assert a2i_status(aws, world["in_progress"][0]) == "InProgress"
+    assert outcomes == {a2i_world["in_progress"][0]: "skipped", a2i_world["failed"][0]: "succeeded", a2i_world["completed"][0]: "succeeded"}
+    assert a2i_status(aws, a2i_world["in_progress"][0]) == "InProgress"
     assert batch.summary == "2 deleted, 1 skipped (not Completed, Failed or Stopped)"
 
 
-def test_a_loop_that_finished_since_the_last_sync_is_skipped_and_its_status_learned(aws, world, operator):
-    name = world["in_progress"][0]
+def test_a_loop_that_finished_since_the_last_sync_is_skipped_and_its_status_learned(aws, a2i_world, operator):
+    name = a2i_world["in_progress"][0]
     aws.complete(name, answer={"label": "dog"})  # A2I moves on; our copy still says InProgress
     (loop,) = loops_named([name])
 
@@ -103,8 +103,8 @@ def test_a_loop_that_finished_since_the_last_sync_is_skipped_and_its_status_lear
     assert loop.status == "Completed"
 
 
-def test_a_loop_deleted_in_a2i_behind_our_back_is_marked_and_reported(aws, world, operator):
-    name = world["completed"][0]
+def test_a_loop_deleted_in_a2i_behind_our_back_is_marked_and_reported(aws, a2i_world, operator):
+    name = a2i_world["completed"][0]
     aws.client("sagemaker-a2i-runtime").delete_human_loop(HumanLoopName=name)
     (loop,) = loops_named([name])
 
@@ -115,9 +115,9 @@ def test_a_loop_deleted_in_a2i_behind_our_back_is_marked_and_reported(aws, world
     assert loop.deleted_upstream
 
 
-def test_stop_then_delete_stops_waits_until_stopped_and_deletes(aws, world, operator):
+def test_stop_then_delete_stops_waits_until_stopped_and_deletes(aws, a2i_world, operator):
     aws.configure(stop_delay_seconds=0.5)
-    names = world["in_progress"][:2] + world["completed"][:1]
+    names = a2i_world["in_progress"][:2] + a2i_world["completed"][:1]
 
     batch = run(operator, STOP_AND_DELETE, loops_named(names), reason="cost spike")
 
@@ -134,10 +134,10 @@ def test_stop_then_delete_stops_waits_until_stopped_and_deletes(aws, world, oper
     assert batch.summary == "3 deleted"
 
 
-def test_stop_then_delete_reports_a_loop_that_does_not_stop_in_time(aws, world, operator, settings):
+def test_stop_then_delete_reports_a_loop_that_does_not_stop_in_time(aws, a2i_world, operator, settings):
     settings.A2I_ACTION_STOP_WAIT_SECONDS = 0.3
     aws.configure(stop_delay_seconds=30)
-    name = world["in_progress"][0]
+    name = a2i_world["in_progress"][0]
 
     batch = run(operator, STOP_AND_DELETE, loops_named([name]))
 
@@ -246,7 +246,7 @@ class _count_throttled:
             self.throttled += 1
 
 
-def test_an_unreachable_a2i_fails_the_batch_quickly_and_reports_every_loop(world, operator, settings, monkeypatch):
+def test_an_unreachable_a2i_fails_the_batch_quickly_and_reports_every_loop(a2i_world, operator, settings, monkeypatch):
     import socket
 
     with socket.socket() as sock:  # a port nothing listens on
@@ -256,21 +256,21 @@ def test_an_unreachable_a2i_fails_the_batch_quickly_and_reports_every_loop(world
     settings.A2I_MAX_ATTEMPTS = 1
     a2i_api.reset_clients()
 
-    batch = run(operator, STOP, loops_named(world["in_progress"]))
+    batch = run(operator, STOP, loops_named(a2i_world["in_progress"]))
 
     assert {row.outcome for row in rows(batch).values()} == {"failed"}
     assert all(row.detail.startswith("not attempted: ") and "unreachable" in row.detail for row in rows(batch).values())
     assert batch.summary.startswith("3 failed: not attempted: ") and "unreachable" in batch.summary
-    for loop in loops_named(world["in_progress"]):
+    for loop in loops_named(a2i_world["in_progress"]):
         assert loop.status == "InProgress"
 
 
-def test_audit_rows_exist_for_every_attempt_including_failures(aws, world, operator, settings):
+def test_audit_rows_exist_for_every_attempt_including_failures(aws, a2i_world, operator, settings):
     settings.A2I_MAX_ATTEMPTS = 1
     settings.A2I_ACTION_THROTTLE_RETRIES = 0
     a2i_api.reset_clients()
     aws.configure(error_rate=1.0)  # every call answers InternalServerException
-    selection = loops_named(world["in_progress"] + world["completed"])
+    selection = loops_named(a2i_world["in_progress"] + a2i_world["completed"])
 
     batch = run(operator, STOP, selection, reason="audit me")
 
@@ -278,14 +278,14 @@ def test_audit_rows_exist_for_every_attempt_including_failures(aws, world, opera
     assert {row.loop.name for row in audit} == {loop.name for loop in selection}
     assert {(row.user, row.reason, row.action) for row in audit} == {(operator, "audit me", "stop")}
     failed = [row for row in audit if row.outcome == "failed"]
-    assert {row.loop.name for row in failed} == set(world["in_progress"])
+    assert {row.loop.name for row in failed} == set(a2i_world["in_progress"])
     assert all("InternalServerException" in row.detail for row in failed)
-    assert {row.outcome for row in audit if row.loop.name in world["completed"]} == {"skipped"}
+    assert {row.outcome for row in audit if row.loop.name in a2i_world["completed"]} == {"skipped"}
     assert all(row.finished_at for row in audit)
 
 
-def test_create_batch_refuses_a_user_without_the_permission_and_an_empty_reason(world, viewer, operator):
-    loops = loops_named(world["in_progress"])
+def test_create_batch_refuses_a_user_without_the_permission_and_an_empty_reason(a2i_world, viewer, operator):
+    loops = loops_named(a2i_world["in_progress"])
     with pytest.raises(PermissionDenied):
         actions.create_batch(viewer, STOP, "because", [loop.pk for loop in loops])
     with pytest.raises(ValueError, match="reason"):
@@ -295,13 +295,13 @@ def test_create_batch_refuses_a_user_without_the_permission_and_an_empty_reason(
     assert LoopActionBatch.objects.count() == 0
 
 
-def test_plan_counts_eligible_and_skipped_loops_with_reasons(world):
-    plan = actions.plan_action(STOP, HumanLoop.objects.filter(flow_definition=world["fd"]))
+def test_plan_counts_eligible_and_skipped_loops_with_reasons(a2i_world):
+    plan = actions.plan_action(STOP, HumanLoop.objects.filter(flow_definition=a2i_world["fd"]))
     assert (plan.total, plan.eligible) == (6, 3)
     assert plan.skipped == {"not InProgress": 3}
-    assert {p.loop.name for p in plan.loops if p.eligible} == set(world["in_progress"])
+    assert {p.loop.name for p in plan.loops if p.eligible} == set(a2i_world["in_progress"])
 
-    plan = actions.plan_action(DELETE, HumanLoop.objects.filter(flow_definition=world["fd"]), sample=2)
+    plan = actions.plan_action(DELETE, HumanLoop.objects.filter(flow_definition=a2i_world["fd"]), sample=2)
     assert (plan.total, plan.eligible, plan.skipped) == (6, 3, {"not Completed, Failed or Stopped": 3})
     assert len(plan.loops) == 2 and plan.more == 4
 
@@ -315,12 +315,12 @@ def test_more_than_the_threshold_enqueues_a_task_and_leaves_the_batch_pending(
     batch = actions.create_batch(operator, STOP, "bulk", [loop.pk for loop in loops_named(names)])
 
     with _broker_queue() as queue, django_capture_on_commit_callbacks(execute=True):
-        assert actions.dispatch_batch(batch) is True
+        assert tasks.dispatch_batch(batch) is True
 
     batch.refresh_from_db()
     assert batch.state == "pending" and batch.total == 21
     assert set(batch.actions.values_list("outcome", flat=True)) == {"pending"}
-    assert queue.sent_for(batch.pk) == ["loops.action_tasks.execute_loop_action_batch"]
+    assert queue.sent_for(batch.pk) == ["loops.tasks.execute_loop_action_batch"]
     assert {a2i_status(aws, name) for name in names} == {"InProgress"}  # nothing reached A2I in the request
 
 
@@ -330,7 +330,7 @@ def test_twenty_loops_run_in_the_request(aws, flow_definition, operator, setting
     settings.A2I_BULK_ACTION_THRESHOLD = 20
     batch = actions.create_batch(operator, STOP, "few", [loop.pk for loop in loops_named(names)])
 
-    assert actions.dispatch_batch(batch) is False
+    assert tasks.dispatch_batch(batch) is False
     assert batch.state == "done" and batch.summary == "20 stopped"
 
 
@@ -354,38 +354,38 @@ class _broker_queue:
         for raw in self.redis.lrange("celery", 0, -1):
             message = json.loads(raw)
             headers = message.get("headers", {})
-            if headers.get("task", "").startswith("loops.action_tasks.") and headers.get("argsrepr") == f"({batch_id},)":
+            if headers.get("task", "").startswith("loops.tasks.") and headers.get("argsrepr") == f"({batch_id},)":
                 found.append(headers["task"])
                 self.redis.lrem("celery", 1, raw)
         return found
 
 
-def test_an_unexpected_error_on_one_loop_fails_that_loop_only(aws, world, operator, monkeypatch):
+def test_an_unexpected_error_on_one_loop_fails_that_loop_only(aws, a2i_world, operator, monkeypatch):
     # A mock, because no real part produces it: a bug (here in the local write after a
     # successful StopHumanLoop) must cost one loop's outcome, not the batch.
     from loops.services import loop_actions
 
-    broken = world["in_progress"][1]
-    real = loop_actions.sync_service.set_loop_status
+    broken = a2i_world["in_progress"][1]
+    real = loop_actions.set_loop_status
 
     def set_loop_status(loop, status, **kwargs):
         if loop.name == broken:
             raise RuntimeError("bug in the local write")
         return real(loop, status, **kwargs)
 
-    monkeypatch.setattr(loop_actions.sync_service, "set_loop_status", set_loop_status)
+    monkeypatch.setattr(loop_actions, "set_loop_status", set_loop_status)
 
-    batch = run(operator, STOP, loops_named(world["in_progress"]))
+    batch = run(operator, STOP, loops_named(a2i_world["in_progress"]))
 
     by_name = rows(batch)
     assert by_name[broken].outcome == "failed"
     assert by_name[broken].detail.startswith("unexpected error: RuntimeError('bug in the local write')")
-    assert {by_name[n].outcome for n in world["in_progress"] if n != broken} == {"succeeded"}
+    assert {by_name[n].outcome for n in a2i_world["in_progress"] if n != broken} == {"succeeded"}
     assert batch.state == "done" and batch.summary.startswith("2 stopped, 1 failed: unexpected error")
 
 
-def test_a_redelivered_task_resumes_only_the_pending_loops(aws, world, operator, monkeypatch):
-    names = world["in_progress"]
+def test_a_redelivered_task_resumes_only_the_pending_loops(aws, a2i_world, operator, monkeypatch):
+    names = a2i_world["in_progress"]
     batch = actions.create_batch(operator, STOP, "resume", [loop.pk for loop in loops_named(names)])
     # A worker died after stopping the first loop and recording it.
     first = batch.actions.select_related("loop__flow_definition").get(loop__name=names[0])

@@ -10,8 +10,7 @@ from django.urls import reverse
 
 from loops.models import HumanLoop, LoopAction, LoopActionBatch
 from loops.services import actions
-
-from .conftest import a2i_status, loops_named, start_loops, sync
+from tests.conftest import a2i_status, loops_named, start_loops, sync
 
 pytestmark = pytest.mark.django_db
 
@@ -36,8 +35,8 @@ def selection(action, loops, **extra):
     return {"action": action, "loop": [loop.pk for loop in loops], **extra}
 
 
-def test_the_confirmation_page_shows_what_will_happen_and_reaches_nothing(aws, world, operator):
-    chosen = loops_named(world["in_progress"] + world["completed"])
+def test_the_confirmation_page_shows_what_will_happen_and_reaches_nothing(aws, a2i_world, operator):
+    chosen = loops_named(a2i_world["in_progress"] + a2i_world["completed"])
 
     page = logged_in(operator).post(CONFIRM, selection("stop", chosen))
 
@@ -50,12 +49,12 @@ def test_the_confirmation_page_shows_what_will_happen_and_reaches_nothing(aws, w
     assert 'name="reason"' in html and f'action="{EXECUTE}"' in html
     for loop in chosen:
         assert f'name="loop" value="{loop.pk}"' in html
-    assert {a2i_status(aws, n) for n in world["in_progress"]} == {"InProgress"}
+    assert {a2i_status(aws, n) for n in a2i_world["in_progress"]} == {"InProgress"}
     assert LoopActionBatch.objects.count() == 0
 
 
-def test_execute_with_a_reason_stops_the_loops_and_shows_the_batch(aws, world, operator):
-    chosen = loops_named(world["in_progress"][:2] + world["completed"][:1])
+def test_execute_with_a_reason_stops_the_loops_and_shows_the_batch(aws, a2i_world, operator):
+    chosen = loops_named(a2i_world["in_progress"][:2] + a2i_world["completed"][:1])
 
     response = logged_in(operator).post(EXECUTE, selection("stop", chosen, reason="cost spike"), follow=True)
 
@@ -64,25 +63,25 @@ def test_execute_with_a_reason_stops_the_loops_and_shows_the_batch(aws, world, o
     html = response.content.decode()
     assert "2 stopped, 1 skipped (not InProgress)" in html
     assert "cost spike" in html
-    assert {a2i_status(aws, n) for n in world["in_progress"][:2]} <= {"Stopping", "Stopped"}
-    assert a2i_status(aws, world["in_progress"][2]) == "InProgress"  # not selected
-    assert [loop.status for loop in loops_named(world["in_progress"][:2])] == ["Stopping", "Stopping"]
+    assert {a2i_status(aws, n) for n in a2i_world["in_progress"][:2]} <= {"Stopping", "Stopped"}
+    assert a2i_status(aws, a2i_world["in_progress"][2]) == "InProgress"  # not selected
+    assert [loop.status for loop in loops_named(a2i_world["in_progress"][:2])] == ["Stopping", "Stopping"]
 
 
-def test_execute_without_a_reason_shows_the_confirmation_again_and_does_nothing(aws, world, operator):
-    chosen = loops_named(world["in_progress"][:1])
+def test_execute_without_a_reason_shows_the_confirmation_again_and_does_nothing(aws, a2i_world, operator):
+    chosen = loops_named(a2i_world["in_progress"][:1])
 
     page = logged_in(operator).post(EXECUTE, selection("stop", chosen, reason="   "))
 
     assert page.status_code == 200
     assert "Give a reason" in page.content.decode()
     assert LoopActionBatch.objects.count() == 0
-    assert a2i_status(aws, world["in_progress"][0]) == "InProgress"
+    assert a2i_status(aws, a2i_world["in_progress"][0]) == "InProgress"
 
 
-def test_the_loop_page_buttons_drive_stop_then_delete_in_the_background(aws, world, operator, django_capture_on_commit_callbacks):
+def test_the_loop_page_buttons_drive_stop_then_delete_in_the_background(aws, a2i_world, operator, django_capture_on_commit_callbacks):
     client = logged_in(operator)
-    (loop,) = loops_named(world["in_progress"][:1])
+    (loop,) = loops_named(a2i_world["in_progress"][:1])
 
     page = client.post(CONFIRM, selection("stop_and_delete", [loop]))
     assert "Stop, then delete: 1 loop" in page.content.decode()
@@ -103,9 +102,9 @@ def test_the_loop_page_buttons_drive_stop_then_delete_in_the_background(aws, wor
     assert LoopAction.objects.get().outcome == "succeeded"
 
 
-def test_select_all_resolves_the_list_filters_shows_n_and_ignores_loops_arriving_later(aws, world, operator):
+def test_select_all_resolves_the_list_filters_shows_n_and_ignores_loops_arriving_later(aws, a2i_world, operator):
     client = logged_in(operator)
-    filters = urlencode({"status": "InProgress", "flow_definition": world["fd"].arn})
+    filters = urlencode({"status": "InProgress", "flow_definition": a2i_world["fd"].arn})
 
     page = client.post(CONFIRM, {"action": "stop", "select_all": "1", "filters": filters})
 
@@ -114,19 +113,19 @@ def test_select_all_resolves_the_list_filters_shows_n_and_ignores_loops_arriving
     upto = re.search(r'name="upto" value="(\d+)"', html).group(1)
     assert 'name="select_all" value="1"' in html
     # A loop synced after the page was shown matches the filters but was not confirmed.
-    late = start_loops(aws, world["fd"], 1, prefix="late")
-    sync(world["fd"])
+    late = start_loops(aws, a2i_world["fd"], 1, prefix="late")
+    sync(a2i_world["fd"])
 
     client.post(EXECUTE, {"action": "stop", "select_all": "1", "filters": filters, "upto": upto, "reason": "all busy"})
 
     batch = LoopActionBatch.objects.get()
     assert batch.total == 3
-    assert {a2i_status(aws, n) for n in world["in_progress"]} <= {"Stopping", "Stopped"}
+    assert {a2i_status(aws, n) for n in a2i_world["in_progress"]} <= {"Stopping", "Stopped"}
     assert a2i_status(aws, late[0]) == "InProgress"
-    assert {a2i_status(aws, n) for n in world["completed"]} == {"Completed"}
+    assert {a2i_status(aws, n) for n in a2i_world["completed"]} == {"Completed"}
 
 
-def test_invalid_selections_are_a_clear_400_never_a_500(world, operator):
+def test_invalid_selections_are_a_clear_400_never_a_500(a2i_world, operator):
     client = logged_in(operator)
     cases = [
         {"action": "stop"},  # nothing selected
@@ -147,9 +146,9 @@ def test_invalid_selections_are_a_clear_400_never_a_500(world, operator):
     assert LoopActionBatch.objects.count() == 0
 
 
-def test_a_viewer_is_refused_with_403_even_with_a_valid_csrf_token(aws, world, viewer):
+def test_a_viewer_is_refused_with_403_even_with_a_valid_csrf_token(aws, a2i_world, viewer):
     client, token = csrf_client(viewer)
-    chosen = loops_named(world["in_progress"] + world["completed"])
+    chosen = loops_named(a2i_world["in_progress"] + a2i_world["completed"])
 
     for action in ("stop", "delete", "stop_and_delete"):
         for url in (CONFIRM, EXECUTE):
@@ -158,26 +157,26 @@ def test_a_viewer_is_refused_with_403_even_with_a_valid_csrf_token(aws, world, v
         response = client.post(EXECUTE, {"action": action, "select_all": "1", "filters": "", "reason": "x", "csrfmiddlewaretoken": token})
         assert response.status_code == 403
 
-    assert {a2i_status(aws, n) for n in world["in_progress"]} == {"InProgress"}
-    assert {a2i_status(aws, n) for n in world["completed"]} == {"Completed"}
+    assert {a2i_status(aws, n) for n in a2i_world["in_progress"]} == {"InProgress"}
+    assert {a2i_status(aws, n) for n in a2i_world["completed"]} == {"Completed"}
     assert LoopAction.objects.count() == 0
 
 
-def test_csrf_is_enforced_on_confirm_and_execute(aws, world, operator):
+def test_csrf_is_enforced_on_confirm_and_execute(aws, a2i_world, operator):
     client, token = csrf_client(operator)
-    chosen = loops_named(world["in_progress"][:1])
+    chosen = loops_named(a2i_world["in_progress"][:1])
 
     for url in (CONFIRM, EXECUTE):
         response = client.post(url, selection("stop", chosen, reason="no token"))
         assert response.status_code == 403, url
-    assert a2i_status(aws, world["in_progress"][0]) == "InProgress"
+    assert a2i_status(aws, a2i_world["in_progress"][0]) == "InProgress"
 
     response = client.post(EXECUTE, {**selection("stop", chosen, reason="with token"), "csrfmiddlewaretoken": token})
     assert response.status_code == 302
-    assert a2i_status(aws, world["in_progress"][0]) in ("Stopping", "Stopped")
+    assert a2i_status(aws, a2i_world["in_progress"][0]) in ("Stopping", "Stopped")
 
 
-def test_login_is_required_everywhere(world):
+def test_login_is_required_everywhere(a2i_world):
     client = Client()
     for url in (AUDIT, reverse("actions:batch", args=[1])):
         response = client.get(url)
@@ -214,14 +213,15 @@ def test_a_bulk_batch_page_polls_its_progress_until_done(aws, flow_definition, o
     assert "<html" not in fragment
 
 
-def test_the_audit_page_lists_attempts_and_streams_csv(aws, world, operator, viewer):
-    logged_in(operator).post(EXECUTE, selection("stop", loops_named(world["in_progress"][:1] + world["completed"][:1]), reason="<b>why</b>"))
+def test_the_audit_page_lists_attempts_and_streams_csv(aws, a2i_world, operator, viewer):
+    selected = loops_named(a2i_world["in_progress"][:1] + a2i_world["completed"][:1])
+    logged_in(operator).post(EXECUTE, selection("stop", selected, reason="<b>why</b>"))
     client = logged_in(viewer)  # viewers may read the audit log
 
     page = client.get(AUDIT, {"outcome": "skipped"})
     html = page.content.decode()
     assert page.status_code == 200
-    assert world["completed"][0] in html and world["in_progress"][0] not in html
+    assert a2i_world["completed"][0] in html and a2i_world["in_progress"][0] not in html
     assert "&lt;b&gt;why&lt;/b&gt;" in html and "<b>why</b>" not in html
 
     response = client.get(AUDIT, {"_export": "csv"})
@@ -239,8 +239,8 @@ def _render_partial(user, loop) -> str:
     return render_to_string("loops/actions/_loop_actions.html", {"loop": loop}, request=request)
 
 
-def test_the_loop_page_partial_offers_only_allowed_buttons(world, operator, viewer):
-    busy, done = loops_named(world["in_progress"][:1] + world["completed"][:1])
+def test_the_loop_page_partial_offers_only_allowed_buttons(a2i_world, operator, viewer):
+    busy, done = loops_named(a2i_world["in_progress"][:1] + a2i_world["completed"][:1])
 
     html = _render_partial(operator, busy)
     assert 'id="action-stop"' in html and 'id="action-stop-and-delete"' in html and 'id="action-delete"' not in html
@@ -255,8 +255,8 @@ def test_the_loop_page_partial_offers_only_allowed_buttons(world, operator, view
     assert 'id="action-delete"' not in _render_partial(operator, done)
 
 
-def test_the_loop_page_shows_the_buttons_and_the_audit_rows(aws, world, operator, viewer):
-    (loop,) = loops_named(world["completed"][:1])
+def test_the_loop_page_shows_the_buttons_and_the_audit_rows(aws, a2i_world, operator, viewer):
+    (loop,) = loops_named(a2i_world["completed"][:1])
     logged_in(operator).post(EXECUTE, selection("stop", [loop], reason="shown on the loop page"))
 
     html = logged_in(operator).get(reverse("loops:loop", args=[loop.pk])).content.decode()

@@ -16,10 +16,7 @@ from django.conf import settings
 from django.test import Client
 
 from loops.models import LoopActionBatch
-
-from tests.conftest import database_url_for_subprocesses
-
-from .conftest import a2i_status, loops_named, start_loops, sync
+from tests.conftest import a2i_status, database_url_for_subprocesses, loops_named, start_loops, sync
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.conftest import PASSWORD
+
 pytestmark = pytest.mark.django_db
 
 
@@ -37,9 +39,9 @@ def test_login_page_logs_in_and_logout_is_post(client, viewer):
     content = page.content.decode()
     assert '<label for="id_username">Username</label>' in content
     assert '<label for="id_password">Password</label>' in content
-    bad = client.post("/accounts/login/", {"username": "viewer", "password": "wrong"})
+    bad = client.post("/accounts/login/", {"username": viewer.username, "password": "wrong"})
     assert bad.status_code == 200 and "Please enter a correct username and password" in bad.content.decode()
-    good = client.post("/accounts/login/", {"username": "viewer", "password": "viewer-pass-123", "next": "/loops/"})
+    good = client.post("/accounts/login/", {"username": viewer.username, "password": PASSWORD, "next": "/loops/"})
     assert good.status_code == 302 and good["Location"] == "/loops/"
     assert client.get("/").status_code == 200
     assert 'action="/accounts/logout/"' in client.get("/").content.decode()

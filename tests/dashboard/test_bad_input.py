@@ -78,4 +78,4 @@ def test_refresh_requires_post(viewer_client, world):
 def test_unknown_chart_mode_falls_back(viewer_client, world):
     response = viewer_client.get("/", {"chart": "<b>"})
     assert response.status_code == 200
-    assert response.context["overview"].chart["mode"] == "24h"
+    assert response.context["chart"]["mode"] == "24h"

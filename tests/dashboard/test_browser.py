@@ -17,7 +17,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from loops.models import FlowDefinition, HumanLoop, WorkerHeartbeat
-from loops.services.sync import discover_flow_definitions, sync_flow_definition
+from loops.services.discovery import discover_flow_definitions
+from loops.services.sync import sync_flow_definition
 from tests.conftest import requires_postgresql, save_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), requires_postgresql]

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.http import StreamingHttpResponse
 
-from tests.dashboard.conftest import XSS
+from tests.conftest import XSS
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def test_csv_export_streams_the_filtered_sorted_set(viewer_client, world):
         "Deleted upstream", "ARN", "Flow definition ARN", "Output S3 URI",
     ]
     assert [r[0] for r in data] == ["inv-done", "inv-eu", "inv-fail", "inv-new", "inv-old"]
-    fail = dict(zip(header, data[2]))
+    fail = dict(zip(header, data[2], strict=True))
     assert fail["Failure reason"] == XSS  # raw value in a data file, not HTML
     assert fail["Flow definition"] == "invoices"
     assert fail["Flow definition ARN"] == world.fd_inv.arn
@@ -56,7 +56,7 @@ def test_export_of_nothing_is_valid(viewer_client, world):
 
 
 def test_export_ignores_the_page(viewer_client, world, monkeypatch):
-    monkeypatch.setattr("loops.views.listing.PER_PAGE", 2)
+    monkeypatch.setattr("loops.views.loop_list.PER_PAGE", 2)
     response = viewer_client.get("/loops/", {"page": "2", "deleted": "on", "_export": "json"})
     assert len(json.loads(body(response))) == 8
 
@@ -72,7 +72,7 @@ def test_export_reads_in_chunks_through_an_iterator(viewer_client, world, monkey
         seen.append(queryset.query.is_sliced)
         return original(table, queryset, chunk_size=2)
 
-    monkeypatch.setattr("loops.views.listing.iter_export_rows", spy)
+    monkeypatch.setattr("loops.views.loop_list.iter_export_rows", spy)
     response = viewer_client.get("/loops/", {"_export": "csv"})
     assert body(response).count("\n") == 8
     assert seen == [False]

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.dashboard.conftest import names
+from tests.conftest import names
 
 URL = "/loops/"
 pytestmark = pytest.mark.django_db
@@ -115,7 +115,7 @@ def test_sort_by_status_and_flow_definition(viewer_client, world):
 
 
 def test_pages_are_lazy_and_navigable(viewer_client, world, monkeypatch):
-    monkeypatch.setattr("loops.views.listing.PER_PAGE", 3)
+    monkeypatch.setattr("loops.views.loop_list.PER_PAGE", 3)
     first = get(viewer_client)
     assert names(first) == ["inv-new", "inv-old", "inv-done"]
     assert 'rel="next"' in first.content.decode()
@@ -210,7 +210,7 @@ def test_filtered_query_stays_index_friendly(world):
 
 def test_deep_pages_load_by_id_in_the_same_order(viewer_client, world, monkeypatch):
     """Past the first pages, the page's ids come first (deferred join): same rows, same order."""
-    monkeypatch.setattr("loops.views.listing.PER_PAGE", 2)
+    monkeypatch.setattr("loops.views.loop_list.PER_PAGE", 2)
     expected = ["inv-new", "inv-old", "inv-done", "inv-eu", "inv-fail", "rec-done", "rec-stopped"]
     for offset_threshold in (1_000, 0):
         monkeypatch.setattr("loops.tables.DeferredJoinPaginator.DEFERRED_FROM_OFFSET", offset_threshold)

@@ -3,7 +3,7 @@
 import pytest
 
 from loops.models import HumanLoop
-from tests.dashboard.conftest import ANSWER, XSS, completed_loop_via_a2i
+from tests.conftest import ANSWER, XSS, completed_loop_via_a2i
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -56,7 +56,8 @@ def test_missing_output_object_is_a_clear_message(viewer_client, aws):
 
 
 def test_refresh_from_a2i_applies_the_new_status(viewer_client, aws):
-    from loops.services.sync import discover_flow_definitions, sync_flow_definition
+    from loops.services.discovery import discover_flow_definitions
+    from loops.services.sync import sync_flow_definition
 
     arn = aws.create_flow_definition("refresh-fd")
     aws.client("sagemaker-a2i-runtime").start_human_loop(

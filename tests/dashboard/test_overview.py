@@ -5,6 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
+from loops.charts import stacked_bars
 from loops.models import HumanLoopStatusChange, SyncRun, WorkerHeartbeat
 from loops.services.overview import build_overview
 from loops.services.stats import refresh_flow_definition_stats
@@ -56,7 +57,9 @@ def test_review_time_percentiles(world):
             creation_time=world.now - timedelta(hours=hours + 1), first_seen_at=world.now, last_seen_at=world.now,
             status_changed_at=world.now,
         )
-        HumanLoopStatusChange.objects.create(loop=clone, from_status="InProgress", to_status="Completed", observed_at=world.now - timedelta(hours=1))
+        HumanLoopStatusChange.objects.create(
+            loop=clone, from_status="InProgress", to_status="Completed", observed_at=world.now - timedelta(hours=1)
+        )
     stats = refresh_flow_definition_stats(world.fd_inv)
     assert stats["review_seconds"]["samples"] == 5
     assert stats["review_seconds"]["median"] == pytest.approx(3 * 3600, abs=1)
@@ -65,7 +68,7 @@ def test_review_time_percentiles(world):
 
 
 def test_chart_buckets_stack_by_status(world):
-    hourly = build_overview(chart_mode="24h", now=world.now).chart
+    hourly = stacked_bars(build_overview(chart_mode="24h", now=world.now).created)
     assert len(hourly["bars"]) == 24
     # Last 24 h: inv-new, inv-old, inv-done, inv-eu (rec-gone is deleted upstream).
     assert hourly["total"] == 4
@@ -76,7 +79,7 @@ def test_chart_buckets_stack_by_status(world):
     assert by_status == {"InProgress": 3, "Completed": 1}
     # The newest loop (30 min old) is in the last or second-to-last hourly bar.
     assert hourly["bars"][-1]["total"] + hourly["bars"][-2]["total"] >= 1
-    daily = build_overview(chart_mode="30d", now=world.now).chart
+    daily = stacked_bars(build_overview(chart_mode="30d", now=world.now).created)
     assert len(daily["bars"]) == 30
     assert daily["total"] == 6  # + inv-fail (2 d) and rec-done (10 d); rec-stopped is 40 d old
     segments = [s for bar in daily["bars"] for s in bar["segments"]]

@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = ROOT / "dashboard" / "settings.py"
 
 # Variables that would leak from the developer's or CI's shell into the settings under test.
-OURS = re.compile(r"^(DEBUG|SECRET_KEY|ALLOWED_HOSTS|CSRF_TRUSTED_ORIGINS|DATABASE_URL|DB_CONN_MAX_AGE|SECURE_.*|LOG_LEVEL|A2I_.*|REDIS_URL|CELERY_.*|AWS_DEFAULT_REGION)$")
+OURS = re.compile(
+    r"^(DEBUG|SECRET_KEY|ALLOWED_HOSTS|CSRF_TRUSTED_ORIGINS|DATABASE_URL|DB_CONN_MAX_AGE|SECURE_.*|LOG_LEVEL|A2I_.*"
+    r"|REDIS_URL|CELERY_.*|AWS_DEFAULT_REGION)$"
+)
 
 
 def load_settings(monkeypatch, **env) -> dict:

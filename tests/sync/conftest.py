@@ -1,9 +1,4 @@
-"""The sync tests' world: A2I Local over HTTP (session server, state reset per test),
-boto3 pointed at it through its own standard environment variables, PostgreSQL.
-"""
-
-
-from tests.conftest import start_loops  # noqa: F401 - re-exported for the sync tests
+"""Helpers of the sync tests (the world itself is tests/conftest.py's `aws`)."""
 
 
 def list_a2i(aws, fd_arn: str) -> dict[str, dict]:

@@ -13,7 +13,6 @@ import pytest
 import redis
 
 from loops.models import FlowDefinition, HumanLoop, WorkerHeartbeat
-
 from tests.conftest import database_url_for_subprocesses
 
 from .conftest import list_a2i

@@ -14,10 +14,7 @@ from django.db import connection
 
 from loops.models import HumanLoop
 from loops.services.sync import sync_flow_definition
-
-from tests.conftest import requires_postgresql
-
-from .conftest import start_loops
+from tests.conftest import requires_postgresql, start_loops
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,15 +6,10 @@ import pytest
 
 from loops import a2i as a2i_api
 from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange, SyncRun
-from loops.services.sync import (
-    discover_flow_definitions,
-    mark_loop_deleted_upstream,
-    refresh_loop,
-    set_loop_status,
-    sync_flow_definition,
-)
-
-from .conftest import start_loops
+from loops.services.discovery import discover_flow_definitions
+from loops.services.loop_state import mark_loop_deleted_upstream, refresh_loop, set_loop_status
+from loops.services.sync import sync_flow_definition
+from tests.conftest import start_loops
 
 pytestmark = pytest.mark.django_db
 

@@ -6,11 +6,11 @@ import pytest
 
 from loops import a2i as a2i_api
 from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange, SyncRun
-from loops.services.sync import discover_flow_definitions, sync_flow_definition
+from loops.services.discovery import discover_flow_definitions
+from loops.services.sync import sync_flow_definition
+from tests.conftest import requires_postgresql, start_loops
 
-from tests.conftest import requires_postgresql
-
-from .conftest import CallCounter, list_a2i, start_loops
+from .conftest import CallCounter, list_a2i
 
 pytestmark = pytest.mark.django_db
 
@@ -64,9 +64,9 @@ def write_path(request, monkeypatch):
     (`make run`) uses. The test database is PostgreSQL, so the ORM path is selected by
     patching the vendor check (nothing else is patched: the same rows are written)."""
     if request.param == "orm":
-        from loops.services import sync_writes
+        from loops.services import sync_sql
 
-        monkeypatch.setattr(sync_writes, "_postgres", lambda: False)
+        monkeypatch.setattr(sync_sql, "_postgres", lambda: False)
     return request.param
 
 

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from loops import a2i as a2i_api
 from loops.models import FlowDefinition, HumanLoop, SyncRun
-from loops.services.sync import PREFETCH_PAGES, discover_flow_definitions, sync_flow_definition
-
+from loops.services.discovery import discover_flow_definitions
+from loops.services.sync import PREFETCH_PAGES, sync_flow_definition
 from tests.conftest import requires_postgresql
 
 from .conftest import list_a2i
@@ -79,7 +79,7 @@ def test_sync_converges_with_throttling_and_server_errors(aws, settings):
     assert run.outcome == SyncRun.Outcome.SUCCEEDED, run.error
     throttled = attempts.count("ThrottlingException") / len(attempts)
     print(f"ListHumanLoops attempts={len(attempts)} throttled={throttled:.0%} 500s={attempts.count('InternalServerException')}")
-    assert throttled >= 0.15  # the faults really happened, at about the rate the issue asks for
+    assert throttled >= 0.15  # the faults really happened, at about the configured rate
     aws.configure(error_rate=0.0, throttle_tps=None)
     stored = dict(HumanLoop.objects.filter(flow_definition=fd).values_list("name", "status"))
     assert stored == {name: s["HumanLoopStatus"] for name, s in list_a2i(aws, fd.arn).items()}

@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from loops import a2i
 from loops.models import SyncRun
-from loops.services.sync import discover_flow_definitions, sync_flow_definition
+from loops.services.discovery import discover_flow_definitions
+from loops.services.sync import sync_flow_definition
 
 
 class Command(BaseCommand):

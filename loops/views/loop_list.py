@@ -11,8 +11,8 @@ from django.utils.cache import patch_vary_headers
 
 from loops.filters import LoopFilter
 from loops.models import FlowDefinition
-from loops.services.loop_list import count_matching_loops, iter_export_rows, stream_csv, stream_json
-from loops.services.loop_pages import explain_empty_result
+from loops.services.exports import stream_csv, stream_json
+from loops.services.loop_list import count_matching_loops, explain_empty_result, iter_export_rows
 from loops.tables import DeferredJoinPaginator, LoopTable
 
 PER_PAGE = 50

@@ -1,65 +1,11 @@
-"""Helpers for the loop list and loop page that are not view plumbing.
-
-- explain_empty_result: why a filtered list is empty (which filter excluded everything).
-- read_loop_answers: a Completed loop's output.json, shaped for reading.
-"""
+"""A Completed loop's output.json (the reviewers' answers), read from S3 and shaped for the loop page."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.http import QueryDict
-
 from loops import a2i
-from loops.filters import LoopFilter
 from loops.models import HumanLoop, HumanLoopStatus
-
-FILTER_LABELS = {
-    "flow_definition": "flow definition",
-    "status": "status",
-    "window": "time window",
-    "created_after": "created after",
-    "created_before": "created before",
-    "name": "name contains",
-    "failure_code": "failure code",
-}
-
-
-def explain_empty_result(params: QueryDict, filterset: LoopFilter) -> list[str]:
-    """Sentences saying which filters exclude everything. Read-only.
-
-    Each check is an EXISTS query (stops at the first row), run only when the
-    result is already empty.
-    """
-    reasons: list[str] = []
-    if not HumanLoop.objects.exists():
-        return ["No loops have been synced yet: the list fills in after the first sync of a flow definition."]
-    active = filterset.active_filters()
-    if not active:
-        if not HumanLoop.objects.filter(deleted_upstream=False).exists():
-            return ["Every loop known here was deleted upstream; tick “include loops deleted upstream” to see them."]
-        return []
-    for key in active:
-        if key == "deleted":
-            continue
-        relaxed = params.copy()
-        relaxed.pop(key, None)
-        if key in ("created_after", "created_before", "window"):
-            # Time filters combine: relaxing one alone rarely explains anything.
-            for other in ("created_after", "created_before", "window"):
-                relaxed.pop(other, None)
-        other = LoopFilter(relaxed)
-        if other.is_valid() and other.qs.exists():
-            reasons.append(f"Loops match every other filter: the {FILTER_LABELS.get(key, key)} filter excludes them all.")
-    if not params.get("deleted"):
-        with_deleted = params.copy()
-        with_deleted["deleted"] = "on"
-        other = LoopFilter(with_deleted)
-        if other.is_valid() and other.qs.exists():
-            reasons.append("Some loops deleted upstream match: tick “include loops deleted upstream” to see them.")
-    if not reasons:
-        reasons.append("No loop matches these filters, nor any of them relaxed one at a time: try clearing the filters.")
-    return reasons
 
 
 @dataclass

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, reset_queries, transaction
@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from loops import a2i
 from loops.models import FlowDefinition, HumanLoopStatus
-from loops.services import sync_writes as writes
-from loops.services.sync_writes import LoopChange, LoopRow
+from loops.services import sync_sql
+from loops.services.sync_sql import LoopChange, LoopRow
 
 
 @dataclass(slots=True)
@@ -48,7 +48,7 @@ def write_pages(fd: FlowDefinition, pages: Iterable[list[dict]]) -> Iterator[Pag
     """
     writers = settings.A2I_SYNC_WRITERS
     if writers <= 1 or connection.in_atomic_block:
-        with writes.page_write_session():
+        with sync_sql.page_write_session():
             for summaries in pages:
                 result = write_page(fd, summaries)
                 # DEBUG keeps every SQL statement in memory; a million-loop sync must not.
@@ -66,7 +66,7 @@ def write_pages(fd: FlowDefinition, pages: Iterable[list[dict]]) -> Iterator[Pag
             conn.inc_thread_sharing()  # so the calling thread may close it at the end
             with opened_lock:
                 opened.append(conn)
-            writes.configure_page_session()
+            sync_sql.configure_page_session()
             local.ready = True
         try:
             return write_page(fd, summaries)
@@ -103,7 +103,7 @@ def write_page(fd: FlowDefinition, summaries: list[dict]) -> PageResult:
         )
     result = PageResult(listed=len(listed))
     with transaction.atomic():
-        inserted, stored = writes.insert_new_and_fetch_stored(fd.pk, list(listed.values()), now)
+        inserted, stored = sync_sql.insert_new_and_fetch_stored(fd.pk, list(listed.values()), now)
         for loop_id, status in inserted:
             result.ids.append(loop_id)
             if status == HumanLoopStatus.FAILED:
@@ -123,7 +123,7 @@ def write_page(fd: FlowDefinition, summaries: list[dict]) -> PageResult:
                     result.failed_ids.append(old.id)
             else:
                 changes.append(LoopChange(old.id, row, None))
-        writes.update_loops(fd.pk, changes, now)
+        sync_sql.update_loops(fd.pk, changes, now)
     result.created, result.updated = len(inserted), len(changes)
     return result
 
@@ -136,5 +136,5 @@ def output_uri(fd: FlowDefinition, name: str, created: datetime) -> str:
     """
     if not fd.output_s3_path:
         return ""
-    created = created.astimezone(dt_timezone.utc) if created.tzinfo else created
+    created = created.astimezone(UTC) if created.tzinfo else created
     return f"{fd.output_s3_path.rstrip('/')}/{fd.name}/{created:%Y/%m/%d/%H/%M/%S}/{name}/output.json"

@@ -1,6 +1,7 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
+from loops import charts
 from loops.services.overview import CHART_MODES, build_overview
 
 
@@ -9,4 +10,6 @@ def overview(request):
     chart_mode = request.GET.get("chart", "24h")
     if chart_mode not in CHART_MODES:
         chart_mode = "24h"
-    return render(request, "loops/overview.html", {"overview": build_overview(chart_mode=chart_mode), "chart_modes": CHART_MODES})
+    overview = build_overview(chart_mode=chart_mode)
+    context = {"overview": overview, "chart": charts.stacked_bars(overview.created), "chart_modes": CHART_MODES}
+    return render(request, "loops/overview.html", context)

@@ -1,14 +1,21 @@
-"""Forms of the dashboard's stop/delete actions and the audit page's filters (issue 5)."""
+"""Forms of the stop/delete actions, shared by the dashboard and the admin.
+
+The confirmation of an action is the same everywhere: ReasonForm validates the
+reason (the admin uses it alone, the dashboard through ExecuteForm), and
+templates/loops/actions/_plan.html shows what will happen.
+"""
 
 from __future__ import annotations
 
-import django_filters
 from django import forms
 from django.http import QueryDict
 
-from loops.models import HumanLoop, LoopAction, LoopActionBatch
+from loops.filters import LoopFilter
+from loops.models import HumanLoop, LoopActionBatch
 
 REASON_MAX_LENGTH = 2000
+# How many of the selected loops a confirmation page lists one by one.
+CONFIRM_SAMPLE = 100
 
 
 class LoopIdsField(forms.Field):
@@ -53,8 +60,7 @@ class LoopSelectionForm(forms.Form):
         data = self.cleaned_data
         if not data.get("select_all"):
             return HumanLoop.objects.filter(pk__in=data["loop"]).order_by("-creation_time", "-id")
-        from loops.filters import LoopFilter  # the dashboard's FilterSet: the loop list's contract
-
+        # The loop list's own FilterSet: "all matching" means what the list showed.
         loop_filter = LoopFilter(QueryDict(data.get("filters") or ""), queryset=HumanLoop.objects.all(), request=request)
         if not loop_filter.is_valid():
             errors = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in loop_filter.errors.items())
@@ -66,27 +72,20 @@ class LoopSelectionForm(forms.Form):
         return loops
 
 
-class ExecuteForm(LoopSelectionForm):
-    """The confirmation page's form: the same selection, plus the required reason."""
+class ReasonForm(forms.Form):
+    """The reason every confirmed action needs; it is recorded with every loop."""
 
     reason = forms.CharField(
         max_length=REASON_MAX_LENGTH,
         strip=True,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Required. Recorded in the audit log with every loop.",
-        error_messages={"required": "Give a reason: it is recorded with every loop."},
+        error_messages={
+            "required": "Give a reason: it is recorded with every loop.",
+            "max_length": f"The reason is too long (at most {REASON_MAX_LENGTH} characters).",
+        },
     )
 
 
-class LoopActionFilter(django_filters.FilterSet):
-    """GET filters of the audit page (/actions/audit/)."""
-
-    action = django_filters.ChoiceFilter(choices=LoopActionBatch.Action.choices)
-    outcome = django_filters.ChoiceFilter(choices=LoopAction.Outcome.choices)
-    user = django_filters.CharFilter(label="User", field_name="user__username", lookup_expr="iexact", max_length=150)
-    loop = django_filters.CharFilter(label="Loop name contains", field_name="loop__name", lookup_expr="icontains", max_length=63)
-    batch = django_filters.NumberFilter(field_name="batch_id", min_value=1)
-
-    class Meta:
-        model = LoopAction
-        fields: list[str] = []
+class ExecuteForm(LoopSelectionForm, ReasonForm):
+    """The dashboard's confirmation form: the same selection, plus the required reason."""

@@ -1,4 +1,4 @@
-"""Dashboard views of the stop/delete actions (issue 5): thin adapters over loops.services.actions.
+"""The stop/delete actions in the dashboard: thin adapters over loops.services.actions.
 
 POST /actions/confirm/  -> the confirmation page (nothing reaches A2I)
 POST /actions/execute/  -> re-checks permissions, records the batch, runs or enqueues it
@@ -18,21 +18,24 @@ from django.db.models import Max
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
-from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from loops.action_forms import ExecuteForm, LoopActionFilter, LoopSelectionForm
+from loops import tasks
+from loops.filters import LoopActionFilter
+from loops.forms import CONFIRM_SAMPLE, ExecuteForm, LoopSelectionForm
 from loops.models import HumanLoop, LoopAction, LoopActionBatch
+from loops.permissions import user_can_run
 from loops.services import actions
 from loops.services import audit as audit_service
+from loops.tables import LoopActionTable, PlannedLoopTable
 
-CONFIRM_SAMPLE = 100
 
-
-def _check_permission(request, action: str) -> None:
+def _check_permission(request) -> None:
     # Checked before anything else is read from the POST: a forged request from a
-    # user without the permission stops here with a 403.
-    if not actions.user_can_run(request.user, action):
+    # user without the permission stops here with a 403. (An unknown action is the
+    # form's error, a 400.)
+    action = request.POST.get("action", "")
+    if action in LoopActionBatch.Action.values and not user_can_run(request.user, action):
         raise PermissionDenied("You do not have permission to do this.")
 
 
@@ -44,10 +47,8 @@ def _bad_request(request, form):
 @require_POST
 def confirm(request):
     """The confirmation page: the selection, what will be skipped and why, a required reason."""
+    _check_permission(request)
     form = LoopSelectionForm(request.POST)
-    action = request.POST.get("action", "")
-    if action in LoopActionBatch.Action.values:
-        _check_permission(request, action)
     if not form.is_valid():
         return _bad_request(request, form)
     loops = form.resolve_loops(request)
@@ -58,15 +59,17 @@ def confirm(request):
         initial["upto"] = HumanLoop.objects.aggregate(upto=Max("pk"))["upto"] or 0
     else:
         initial["upto"] = form.cleaned_data.get("upto")
-    return _render_confirmation(request, action, loops, ExecuteForm(initial=initial))
+    return _render_confirmation(request, form.cleaned_data["action"], loops, ExecuteForm(initial=initial))
 
 
 def _render_confirmation(request, action, loops, form, status=200):
     plan = actions.plan_action(action, loops, sample=CONFIRM_SAMPLE)
+    action_label = LoopActionBatch.Action(action).label
     context = {
         "form": form,
         "plan": plan,
-        "action_label": LoopActionBatch.Action(action).label,
+        "plan_table": PlannedLoopTable(plan, action_label),
+        "action_label": action_label,
         "threshold": settings.A2I_BULK_ACTION_THRESHOLD,
     }
     return render(request, "loops/actions/confirm.html", context, status=status)
@@ -76,10 +79,9 @@ def _render_confirmation(request, action, loops, form, status=200):
 @require_POST
 def execute(request):
     """Record the confirmed batch and run it (small) or enqueue it (large); then show its page."""
+    _check_permission(request)
     form = ExecuteForm(request.POST)
     action = request.POST.get("action", "")
-    if action in LoopActionBatch.Action.values:
-        _check_permission(request, action)
     valid = form.is_valid()
     if not valid and not set(form.errors) <= {"reason"}:
         return _bad_request(request, form)
@@ -93,7 +95,7 @@ def execute(request):
     except ValueError as exc:
         form.add_error(None, f"Nothing was done: {exc}.")
         return _bad_request(request, form)
-    enqueued = actions.dispatch_batch(batch)
+    enqueued = tasks.dispatch_batch(batch)
     if enqueued:
         messages.info(request, f"{batch.total} loop{pluralize(batch.total)} queued for a worker; this page shows the progress.")
     else:
@@ -119,30 +121,6 @@ def batch_detail(request, batch_id: int):
     context["outcome"] = outcome if outcome in LoopAction.Outcome.values else ""
     context["outcomes"] = LoopAction.Outcome.choices
     return render(request, "loops/actions/batch.html", context)
-
-
-class LoopActionTable(tables.Table):
-    created_at = tables.DateTimeColumn(verbose_name="When (UTC)", format="Y-m-d H:i:s")
-    user = tables.Column(verbose_name="Who", accessor="user__username")
-    loop = tables.Column(verbose_name="Loop", accessor="loop__name", linkify=lambda record: _loop_url(record.loop_id))
-    action = tables.Column()
-    reason = tables.Column()
-    outcome = tables.Column()
-    detail = tables.Column(verbose_name="Detail / error")
-    batch = tables.Column(accessor="batch_id", linkify=lambda record: reverse("actions:batch", args=[record.batch_id]))
-
-    class Meta:
-        model = LoopAction
-        fields = ("created_at", "user", "loop", "action", "reason", "outcome", "detail", "batch")
-        order_by = "-created_at"
-        attrs = {"class": "table"}
-
-
-def _loop_url(loop_id: int) -> str | None:
-    try:
-        return reverse("loops:loop", args=[loop_id])
-    except NoReverseMatch:  # the dashboard's loop page (issue 4) is not mounted in every build
-        return None
 
 
 @login_required

@@ -3,7 +3,7 @@
 On PostgreSQL a page is one statement over arrays (`unnest`) that inserts the new loops
 with their first-sight history rows and returns the rows stored before, plus one UPDATE
 when some loops changed. The ORM equivalent (bulk_create of 200 model instances per
-page) capped a full sync near 3,000 loops/s. Other databases (SQLite for `make run`)
+page) made a full sync several times slower. Other databases (SQLite for `make run`)
 use the ORM; the rows written are the same. Every function runs inside the caller's
 transaction.
 """
@@ -67,7 +67,7 @@ def configure_page_session() -> None:
     - `enable_seqscan = off`: the per-page lookup by ARN must use the unique index. On a
       table that grows from empty during a first full sync, the planner's statistics
       still say "tiny table" and it picks a sequential scan per page, which makes the
-      sync quadratic (measured: 200 loops/s at 50,000 loops).
+      sync quadratic.
     """
     if _postgres():
         with connection.cursor() as cursor:

@@ -1,0 +1,79 @@
+"""SVG geometry of the dashboard's stacked bar charts (presentation only; the data comes from services).
+
+`stacked_bars` turns buckets of counts by status into the coordinates that
+templates/loops/_chart.html draws; no query, no formatting of values.
+"""
+
+from __future__ import annotations
+
+from loops.models import HumanLoopStatus
+
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 220, 44, 22, 10
+STATUSES = [s.value for s in HumanLoopStatus]
+
+
+def stacked_bars(series, *, label_every: int | None = None) -> dict:
+    """Bars stacked by status for `series` (services.overview.CreatedSeries) as SVG coordinates."""
+    buckets = series.buckets
+    if label_every is None:
+        label_every = 3 if len(buckets) <= 24 else 5
+    peak = max((sum(counts.values()) for _key, _label, counts in buckets), default=0)
+    scale_max = nice_ceiling(peak)
+    plot_w = WIDTH - PAD_LEFT
+    plot_h = HEIGHT - PAD_BOTTOM - PAD_TOP  # bars span y = PAD_TOP .. PAD_TOP + plot_h
+    slot = plot_w / max(len(buckets), 1)
+    bar_w = max(slot * 0.75, 1)
+    bars = []
+    for index, (key, label, counts) in enumerate(buckets):
+        x = PAD_LEFT + index * slot + (slot - bar_w) / 2
+        y = PAD_TOP + plot_h
+        segments = []
+        for status in STATUSES:
+            n = counts.get(status, 0)
+            if not n:
+                continue
+            h = plot_h * n / scale_max if scale_max else 0
+            y -= h
+            segments.append({"status": status, "n": n, "y": round(y, 2), "h": round(h, 2)})
+        bars.append(
+            {
+                "x": round(x, 2),
+                "w": round(bar_w, 2),
+                "label": label,
+                "show_label": index % label_every == 0,
+                "label_x": round(x + bar_w / 2, 2),
+                "total": sum(counts.values()),
+                "segments": segments,
+                "key": key,
+            }
+        )
+    ticks = (
+        [{"value": scale_max * i // 4, "y": round(PAD_TOP + plot_h - plot_h * i / 4, 2)} for i in range(5)]
+        if scale_max
+        else []
+    )
+    return {
+        "mode": series.mode,
+        "title": series.title,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "plot_h": plot_h,
+        "plot_top": PAD_TOP,
+        "pad_left": PAD_LEFT,
+        "bars": bars,
+        "ticks": ticks,
+        "total": sum(bar["total"] for bar in bars),
+        "statuses": STATUSES,
+    }
+
+
+def nice_ceiling(value: int) -> int:
+    """A round axis maximum >= value (1, 2, 4, 5, 8 x 10^n), so the quarter ticks are whole where possible."""
+    if value <= 0:
+        return 0
+    magnitude = 1
+    while True:
+        for step in (1, 2, 4, 5, 8):
+            if step * magnitude >= value:
+                return step * magnitude
+        magnitude *= 10
