@@ -1,34 +1,38 @@
-"""Who may do what: the permissions of the stop/delete actions and the groups that carry them.
+"""Who may do what: the roles (groups), the permissions they carry, and the action permissions.
 
-Read by the data migration that creates the groups, by the services and views that
+Read by the data migrations that create the groups, by the views and services that
 check permissions, and by the tests that build users, so the three cannot disagree.
 
-    viewer    view permissions on every loops model
-    operator  the same, plus stop_humanloop and delete_humanloop (stop and delete loops *in A2I*)
+    viewer    read loops, flow definitions and syncs (the dashboard's pages)
+    auditor   the same, plus the audit log and every action batch (who stopped or
+              deleted what, and why)
+    operator  the same as auditor, plus stop_humanloop and delete_humanloop (stop and
+              delete loops *in A2I*)
+
+A logged-in user in no group sees a page asking them to ask an administrator.
 """
 
 from __future__ import annotations
 
 from django.contrib.auth.management import create_permissions
 
-LOOPS_MODELS = (
-    "flowdefinition",
-    "humanloop",
-    "humanloopstatuschange",
-    "syncrun",
-    "workerheartbeat",
-    "loopactionbatch",
-    "loopaction",
-)
-VIEW = [f"view_{model}" for model in LOOPS_MODELS]
+# What the viewer role reads: the mirror of A2I and the sync's own records.
+READ = [f"view_{model}" for model in ("flowdefinition", "humanloop", "humanloopstatuschange", "syncrun", "workerheartbeat")]
+# What the auditor role reads on top: the audit trail.
+AUDIT_READ = ["view_loopactionbatch", "view_loopaction", "audit_loopaction"]
 STOP = "stop_humanloop"
 DELETE = "delete_humanloop"
 
-# Group name -> codenames of the loops app's permissions it holds.
+# Group name -> codenames of the loops app's permissions it holds (exactly those).
 GROUPS: dict[str, list[str]] = {
-    "viewer": VIEW,
-    "operator": VIEW + [STOP, DELETE],
+    "viewer": READ,
+    "auditor": READ + AUDIT_READ,
+    "operator": READ + AUDIT_READ + [STOP, DELETE],
 }
+
+# The permissions the views check, as "app_label.codename".
+VIEW_LOOPS = "loops.view_humanloop"  # every dashboard page
+AUDIT = "loops.audit_loopaction"  # the audit log, every action batch, the reasons given
 
 # Action (LoopActionBatch.Action value) -> the permissions it needs, as "app_label.codename".
 ACTION_PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -45,11 +49,13 @@ def user_can_run(user, action: str) -> bool:
 
 
 def create_groups(apps, schema_editor) -> None:
-    """Create (or complete) the groups of GROUPS with their permissions; for data migrations.
+    """Create the groups of GROUPS, each with exactly its permissions; for data migrations.
 
     Permissions are normally created by a post_migrate signal, which runs after all
     migrations; a fresh database would not have them yet, so they are created here
-    first with the same function the signal uses.
+    first with the same function the signal uses. A permission that the models do not
+    define yet at this point of the migration history is left out: the migration that
+    defines it runs this again (every migration that adds a role or a permission does).
     """
     db = schema_editor.connection.alias
     app_config = apps.get_app_config("loops")
@@ -63,10 +69,7 @@ def create_groups(apps, schema_editor) -> None:
     for name, codenames in GROUPS.items():
         group, _created = Group.objects.using(db).get_or_create(name=name)
         permissions = Permission.objects.using(db).filter(content_type__app_label="loops", codename__in=codenames)
-        missing = set(codenames) - set(permissions.values_list("codename", flat=True))
-        if missing:
-            raise RuntimeError(f"permissions missing for group {name}: {sorted(missing)}")
-        group.permissions.add(*permissions)
+        group.permissions.set(permissions)
 
 
 def delete_groups(apps, schema_editor) -> None:

@@ -174,6 +174,7 @@ def _group(name: str) -> Group:
 
 
 def _user(username: str, *, group: str | None = None, superuser: bool = False) -> User:
+    """A user who can log in with PASSWORD; staff (the admin lets each see what its group allows)."""
     if superuser:
         return User.objects.create_superuser(username, f"{username}@example.com", PASSWORD)
     user = User.objects.create_user(username, f"{username}@example.com", PASSWORD, is_staff=True)
@@ -190,6 +191,11 @@ def operator(db) -> User:
 @pytest.fixture
 def viewer(db) -> User:
     return _user("victor-viewer", group="viewer")
+
+
+@pytest.fixture
+def auditor(db) -> User:
+    return _user("ada-auditor", group="auditor")
 
 
 @pytest.fixture

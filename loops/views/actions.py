@@ -11,11 +11,10 @@ from __future__ import annotations
 import django_tables2 as tables
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Max
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_GET, require_POST
@@ -24,10 +23,11 @@ from loops import tasks
 from loops.filters import LoopActionFilter
 from loops.forms import CONFIRM_SAMPLE, ExecuteForm, LoopSelectionForm
 from loops.models import HumanLoop, LoopAction, LoopActionBatch
-from loops.permissions import user_can_run
+from loops.permissions import AUDIT, user_can_run
 from loops.services import actions
 from loops.services import audit as audit_service
 from loops.tables import LoopActionTable, PlannedLoopTable
+from loops.views.access import auditor_required, viewer_required
 
 
 def _check_permission(request) -> None:
@@ -43,7 +43,7 @@ def _bad_request(request, form):
     return render(request, "loops/actions/invalid.html", {"form": form}, status=400)
 
 
-@login_required
+@viewer_required
 @require_POST
 def confirm(request):
     """The confirmation page: the selection, what will be skipped and why, a required reason."""
@@ -75,7 +75,7 @@ def _render_confirmation(request, action, loops, form, status=200):
     return render(request, "loops/actions/confirm.html", context, status=status)
 
 
-@login_required
+@viewer_required
 @require_POST
 def execute(request):
     """Record the confirmed batch and run it (small) or enqueue it (large); then show its page."""
@@ -103,11 +103,17 @@ def execute(request):
     return redirect("actions:batch", batch_id=batch.pk)
 
 
-@login_required
+@viewer_required
 @require_GET
 def batch_detail(request, batch_id: int):
-    """A batch's progress (htmx polls the fragment while it runs), summary and rows."""
+    """A batch's progress (htmx polls the fragment while it runs), summary and rows.
+
+    Only its creator and auditors see it: the reason and the loops are the audit trail.
+    Anyone else gets the same 404 as for a batch that does not exist.
+    """
     batch = get_object_or_404(LoopActionBatch.objects.select_related("user"), pk=batch_id)
+    if batch.user_id != request.user.pk and not request.user.has_perm(AUDIT):
+        raise Http404("No such batch.")
     counts = actions.outcome_counts(batch)
     done = counts[LoopAction.Outcome.PENDING] == 0 and batch.state == LoopActionBatch.State.DONE
     context = {"batch": batch, "counts": counts, "done": done, "finished": batch.total - counts["pending"]}
@@ -123,7 +129,7 @@ def batch_detail(request, batch_id: int):
     return render(request, "loops/actions/batch.html", context)
 
 
-@login_required
+@auditor_required
 @require_GET
 def audit(request):
     """The audit log: who did what to which loop, why, and how it ended. ?_export=csv streams it all."""

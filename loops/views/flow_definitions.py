@@ -1,20 +1,20 @@
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.http import urlencode
 
 from loops.models import FlowDefinition
 from loops.services.overview import summarize_flow_definition
+from loops.views.access import viewer_required
 
 
-@login_required
+@viewer_required
 def flow_definition_list(request):
     now = timezone.now()
     summaries = [summarize_flow_definition(fd, now=now) for fd in FlowDefinition.objects.order_by("deleted_upstream", "name", "region")]
     return render(request, "loops/flow_definition_list.html", {"summaries": summaries})
 
 
-@login_required
+@viewer_required
 def flow_definition_detail(request, pk: int):
     fd = get_object_or_404(FlowDefinition, pk=pk)
     summary = summarize_flow_definition(fd, now=timezone.now())

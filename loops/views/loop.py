@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -12,9 +11,10 @@ from loops.models import HumanLoop
 from loops.services.loop_output import loop_output_expected, read_loop_answers
 from loops.services.loop_state import refresh_loop
 from loops.services.stats import refresh_flow_definition_stats
+from loops.views.access import viewer_required
 
 
-@login_required
+@viewer_required
 def loop_detail(request, pk: int):
     loop = get_object_or_404(HumanLoop.objects.select_related("flow_definition"), pk=pk)
     output, output_error = None, None
@@ -33,7 +33,7 @@ def loop_detail(request, pk: int):
     return render(request, "loops/loop_detail.html", context)
 
 
-@login_required
+@viewer_required
 @require_POST
 def loop_refresh(request, pk: int):
     """DescribeHumanLoop now; A2I errors become a message on the loop page, never a 500."""

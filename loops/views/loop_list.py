@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import EmptyPage, PageNotAnInteger
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -14,6 +13,7 @@ from loops.models import FlowDefinition
 from loops.services.exports import stream_csv, stream_json
 from loops.services.loop_list import count_matching_loops, explain_empty_result, iter_export_rows
 from loops.tables import DeferredJoinPaginator, LoopTable
+from loops.views.access import viewer_required
 
 PER_PAGE = 50
 SORTABLE_COLUMNS = frozenset(name for name, column in LoopTable.base_columns.items() if column.orderable is not False)
@@ -22,7 +22,7 @@ EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 MAX_PAGE = 20_000
 
 
-@login_required
+@viewer_required
 def loop_list(request):
     export = request.GET.get("_export")
     if export is not None and export not in EXPORT_TYPES:

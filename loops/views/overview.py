@@ -1,11 +1,11 @@
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from loops import charts
 from loops.services.overview import CHART_MODES, build_overview
+from loops.views.access import viewer_required
 
 
-@login_required
+@viewer_required
 def overview(request):
     chart_mode = request.GET.get("chart", "24h")
     if chart_mode not in CHART_MODES:

@@ -1,13 +1,13 @@
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from loops.models import FlowDefinition, SyncRun
 from loops.services.overview import sync_banners
+from loops.views.access import viewer_required
 
 RECENT_RUNS = 200
 
 
-@login_required
+@viewer_required
 def sync_runs(request):
     failed_only = request.GET.get("outcome") == "failed"
     runs = SyncRun.objects.select_related("flow_definition").order_by("-started_at", "-id")

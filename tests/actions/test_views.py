@@ -26,7 +26,7 @@ def logged_in(user, **kwargs) -> Client:
 def csrf_client(user) -> tuple[Client, str]:
     """A client that enforces CSRF like a browser, and a valid token from a real page."""
     client = logged_in(user, enforce_csrf_checks=True)
-    page = client.get(AUDIT)
+    page = client.get(reverse("loops:loop_list"))
     assert page.status_code == 200
     return client, client.cookies["csrftoken"].value
 
@@ -213,10 +213,11 @@ def test_a_bulk_batch_page_polls_its_progress_until_done(aws, flow_definition, o
     assert "<html" not in fragment
 
 
-def test_the_audit_page_lists_attempts_and_streams_csv(aws, a2i_world, operator, viewer):
+def test_the_audit_page_lists_attempts_and_streams_csv(aws, a2i_world, operator, auditor, viewer):
     selected = loops_named(a2i_world["in_progress"][:1] + a2i_world["completed"][:1])
     logged_in(operator).post(EXECUTE, selection("stop", selected, reason="<b>why</b>"))
-    client = logged_in(viewer)  # viewers may read the audit log
+    assert logged_in(viewer).get(AUDIT).status_code == 403  # the reasons are for auditors
+    client = logged_in(auditor)
 
     page = client.get(AUDIT, {"outcome": "skipped"})
     html = page.content.decode()
@@ -255,7 +256,7 @@ def test_the_loop_page_partial_offers_only_allowed_buttons(a2i_world, operator, 
     assert 'id="action-delete"' not in _render_partial(operator, done)
 
 
-def test_the_loop_page_shows_the_buttons_and_the_audit_rows(aws, a2i_world, operator, viewer):
+def test_the_loop_page_shows_the_buttons_and_the_audit_rows(aws, a2i_world, operator, viewer, auditor):
     (loop,) = loops_named(a2i_world["completed"][:1])
     logged_in(operator).post(EXECUTE, selection("stop", [loop], reason="shown on the loop page"))
 
@@ -263,4 +264,6 @@ def test_the_loop_page_shows_the_buttons_and_the_audit_rows(aws, a2i_world, oper
     assert 'id="action-delete"' in html
     assert "shown on the loop page" in html and "not InProgress; status is Completed" in html
     html = logged_in(viewer).get(reverse("loops:loop", args=[loop.pk])).content.decode()
+    assert 'id="action-delete"' not in html and "shown on the loop page" not in html
+    html = logged_in(auditor).get(reverse("loops:loop", args=[loop.pk])).content.decode()
     assert 'id="action-delete"' not in html and "shown on the loop page" in html

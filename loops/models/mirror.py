@@ -1,11 +1,10 @@
-"""The local copy of A2I's state, plus what the dashboard itself records.
+"""The local copy of A2I's state: flow definitions, loops and their status history.
 
 Rows that mirror A2I (FlowDefinition, HumanLoop) are written only by the sync
 and action services; nobody edits them by hand. A loop deleted in A2I is kept
 here as history with `deleted_upstream` set.
 """
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -171,125 +170,3 @@ class HumanLoopStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.loop_id}: {self.from_status or '-'} -> {self.to_status}"
-
-
-class SyncRun(models.Model):
-    class Kind(models.TextChoices):
-        DISCOVERY = "discovery", "Discovery"
-        FULL = "full", "Full"
-        INCREMENTAL = "incremental", "Incremental"
-
-    class Outcome(models.TextChoices):
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped"
-
-    flow_definition = models.ForeignKey(
-        FlowDefinition, null=True, blank=True, on_delete=models.CASCADE, related_name="sync_runs"
-    )
-    region = models.CharField(max_length=32, blank=True)
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
-    # The CreationTimeAfter the listing started from (incremental), null for a full listing.
-    listed_from = models.DateTimeField(null=True, blank=True)
-    pages = models.PositiveIntegerField(default=0)
-    loops_seen = models.PositiveIntegerField(default=0)
-    created = models.PositiveIntegerField(default=0)
-    updated = models.PositiveIntegerField(default=0)
-    marked_deleted = models.PositiveIntegerField(default=0)
-    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
-    error = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-started_at", "-id"]
-        indexes = [
-            # Sync page and overview staleness: latest runs of a flow definition.
-            models.Index(fields=["flow_definition", "-started_at"], name="syncrun_fd_started"),
-            # Sync page: WHERE outcome = 'failed' ORDER BY started_at DESC.
-            models.Index(fields=["outcome", "-started_at"], name="syncrun_outcome_started"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.kind} sync {self.started_at:%Y-%m-%d %H:%M:%S} {self.outcome}"
-
-    @property
-    def duration(self):
-        if self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at
-
-
-class WorkerHeartbeat(models.Model):
-    """Written by a periodic task; the dashboard shows a banner when it goes stale."""
-
-    worker = models.CharField(max_length=255, unique=True)
-    last_beat_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"{self.worker} @ {self.last_beat_at:%H:%M:%S}"
-
-
-class LoopActionBatch(models.Model):
-    """One confirmed stop/delete request over one or more loops; its progress is shown while it runs."""
-
-    class Action(models.TextChoices):
-        STOP = "stop", "Stop"
-        DELETE = "delete", "Delete"
-        STOP_AND_DELETE = "stop_and_delete", "Stop, then delete"
-
-    class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    action = models.CharField(max_length=16, choices=Action.choices)
-    reason = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
-    total = models.PositiveIntegerField(default=0)
-    summary = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        verbose_name = "loop action batch"
-        verbose_name_plural = "loop action batches"
-
-    def __str__(self) -> str:
-        return f"{self.get_action_display()} x{self.total} by {self.user}"
-
-
-class LoopAction(models.Model):
-    """The audit log: one row per attempt to stop or delete one loop in A2I."""
-
-    class Outcome(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SUCCEEDED = "succeeded", "Succeeded"
-        SKIPPED = "skipped", "Skipped"
-        FAILED = "failed", "Failed"
-
-    batch = models.ForeignKey(LoopActionBatch, on_delete=models.PROTECT, related_name="actions")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    loop = models.ForeignKey(HumanLoop, on_delete=models.PROTECT, related_name="actions")
-    action = models.CharField(max_length=16, choices=LoopActionBatch.Action.choices)
-    reason = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING)
-    # Why a loop was skipped, or the error A2I returned.
-    detail = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [
-            # Loop page: WHERE loop_id = ? ORDER BY created_at DESC.
-            models.Index(fields=["loop", "-created_at"], name="action_loop_created"),
-            # Batch progress: WHERE batch_id = ? GROUP BY outcome.
-            models.Index(fields=["batch", "outcome"], name="action_batch_outcome"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.action} {self.loop} -> {self.outcome}"
