@@ -14,7 +14,8 @@ from .timestamps import format_iso_ms, parse_time
 from .tokens import TokenCodec
 
 MAX_INPUT_CONTENT = 3_145_728
-RELAXED_NAME = "^[A-Za-z0-9](-*[A-Za-z0-9])*$"  # --no-strict-names: real A2I accepted mixed case (A2I-NOTES 1.2)
+# --no-strict-names: real A2I accepted mixed case (docs/a2i-local.md, behaviour notes §1.2).
+RELAXED_NAME = "^[A-Za-z0-9](-*[A-Za-z0-9])*$"
 
 
 def parse_json_body(body: bytes) -> dict:
@@ -114,7 +115,8 @@ def list_human_loops(store: Store, codec: TokenCodec, query: dict[str, str]) -> 
     checks = v.Violations()
     arn = query.get("FlowDefinitionArn")
     checks.string(arn, "flowDefinitionArn", max_len=1024, pattern=v.FLOW_DEFINITION_ARN, required=True)
-    sort_order = query.get("SortOrder") or "Descending"  # default Descending (A2I-NOTES 2, UNSETTLED)
+    # AWS documents no default order (docs/a2i-local.md, behaviour notes §2).
+    sort_order = query.get("SortOrder") or "Descending"
     checks.enum(sort_order, "sortOrder", v.SORT_ORDERS)
     max_results = v.parse_int_param(query.get("MaxResults"), "maxResults")
     checks.integer(max_results, "maxResults", min_value=1, max_value=100)

@@ -28,7 +28,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def s3_client(options: Options):
-    """A cached boto3 S3 client for the configured endpoint (client creation costs ~50 ms)."""
+    """A cached boto3 S3 client for the configured endpoint (creating one loads the service model: slow)."""
     key = (options.s3_endpoint, options.region)
     with _clients_lock:
         client = _clients.get(key)

@@ -107,8 +107,8 @@ def connect(path: str | None) -> sqlite3.Connection:
     if path:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        # Reads through mmap skip a copy into SQLite's page cache: list pages of a
-        # 1,000,000-loop file stay within the latency budget.
+        # Reads through mmap skip a copy into SQLite's page cache, which keeps list
+        # pages of a large file fast.
         conn.execute("PRAGMA mmap_size=1073741824")
     conn.execute("PRAGMA cache_size=-65536")  # 64 MiB
     conn.executescript(SCHEMA)

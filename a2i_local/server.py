@@ -6,7 +6,8 @@ is StopHumanLoop. ``POST /`` with ``X-Amz-Target: SageMaker.<Op>`` is SageMaker 
 ``/_local/...`` is the control API. SigV4 signatures are not verified.
 
 Each response (status line, headers and body) goes out in ONE sendall on a TCP_NODELAY
-socket: written in two pieces, Nagle + delayed ACK stall a keep-alive client ~40 ms.
+socket: written in two pieces, Nagle + delayed ACK stall a keep-alive client for the
+peer's delayed-ACK timeout.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         """The request line and headers, without the stdlib's email-package header parser.
 
-        http.server parses headers with `email.parser`, about a quarter of the server's
+        http.server parses headers with `email.parser`, a large share of the server's
         CPU per ListHumanLoops page; a paginating client waits for every page, so that
         time is on its critical path. Same rules otherwise: HTTP/1.1 keeps the connection
         unless `Connection: close`, HTTP/1.0 closes it unless `keep-alive`, and
@@ -310,7 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_aws_error(self, exc: errors.AwsError, sagemaker: bool, request_id: str) -> None:
         if sagemaker:
-            # JSON 1.1: the code travels in __type; client errors are 400 (A2I-NOTES 1.4).
+            # JSON 1.1: the code travels in __type; client errors are 400
+            # (docs/a2i-local.md, behaviour notes §1.4).
             status = exc.status if exc.status >= 500 else 400
             payload = {"__type": exc.code, "Message": exc.message}
             content_type = _SAGEMAKER_JSON

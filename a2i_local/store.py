@@ -4,7 +4,7 @@ One connection guarded by one lock: every statement is short (an index lookup or
 range scan of at most 101 rows), so serialising them is simpler than per-thread
 connections and still far below the latency budget. Times are integer milliseconds.
 
-Loop lifecycle (A2I-NOTES 3):
+Loop lifecycle (docs/a2i-local.md, behaviour notes §3):
     InProgress -> Completed           complete_loop (control API, workforce)
     InProgress -> Failed              fail_loop, or expiry (FailureCode Expired)
     InProgress -> Stopping -> Stopped stop_human_loop, then options.stop_delay_seconds
@@ -214,7 +214,8 @@ class Store(FlowDefinitionMixin):
     def stop_human_loop(self, name: str) -> dict:
         """InProgress -> Stopping (-> Stopped after options.stop_delay_seconds; at once when 0).
 
-        Any other status raises ValidationException (A2I-NOTES 1.3, UNSETTLED: our choice).
+        Any other status raises ValidationException: AWS leaves this unsettled, it is our
+        choice (docs/a2i-local.md, behaviour notes §1.3).
         """
         stopped = None
         with self._lock:
@@ -284,7 +285,10 @@ class Store(FlowDefinitionMixin):
 
     def _write_output(self, loop: dict, creation_ms: int, now: int, input_content: str, answer_content: dict,
                       worker_id: str | None, time_spent_seconds: float | None) -> None:
-        """Build output.json (A2I-NOTES 3, custom task type) and PUT it at the loop's OutputS3Uri."""
+        """Build output.json and PUT it at the loop's OutputS3Uri.
+
+        The document is that of a custom task type (docs/a2i-local.md, behaviour notes §3).
+        """
         spent = 0.0 if time_spent_seconds is None else float(time_spent_seconds)
         document = {
             "flowDefinitionArn": loop["FlowDefinitionArn"],

@@ -1,4 +1,4 @@
-"""A simulated workforce that makes a local A2I look alive (issue 2, item 8).
+"""A simulated workforce that makes a local A2I look alive.
 
 Off by default (`--workforce` turns it on; `make run` does). Every
 `workforce_tick_seconds` the daemon thread:
