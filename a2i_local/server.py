@@ -12,7 +12,6 @@ peer's delayed-ACK timeout.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import threading
@@ -25,8 +24,11 @@ from urllib.parse import parse_qsl, unquote
 
 from . import errors, handlers_local, handlers_runtime, handlers_sagemaker
 from .config import VERSION as __version__, Options
+from .events import EventSender
+from .faults import Faults
 from .store import Store
 from .tokens import TokenCodec
+from .workforce import Workforce
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +36,6 @@ MAX_BODY = 32 * 1024 * 1024  # InputContent is at most 3 MiB characters; JSON es
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _RUNTIME_JSON = "application/json"
 _SAGEMAKER_JSON = "application/x-amz-json-1.1"
-
-
-def _optional_component(module: str, attribute: str):
-    """Import ``a2i_local.<module>.<attribute>``, or None while that module does not exist yet."""
-    name = f"{__package__}.{module}"
-    try:
-        return getattr(importlib.import_module(name), attribute)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
 
 
 class A2ILocalServer:
@@ -55,23 +46,15 @@ class A2ILocalServer:
         self._startup_options = options.snapshot()
         self.store = Store(options)
         self.codec = TokenCodec(self.store.token_key)
-        faults_class = _optional_component("faults", "Faults")
-        self.faults = faults_class(options) if faults_class else None
-        self.events = None
+        self.faults = Faults(options)
+        # Events and the workforce run threads, so they exist only when asked for.
+        self.events: EventSender | None = None
         if options.event_webhook:
-            sender_class = _optional_component("events", "EventSender")
-            if sender_class is None:
-                log.warning("--event-webhook given but a2i_local.events is not available; no events sent")
-            else:
-                self.events = sender_class(options)
-                self.store.subscribe(self.events)
-        self.workforce = None
+            self.events = EventSender(options)
+            self.store.subscribe(self.events)
+        self.workforce: Workforce | None = None
         if options.workforce:
-            workforce_class = _optional_component("workforce", "Workforce")
-            if workforce_class is None:
-                log.warning("--workforce given but a2i_local.workforce is not available")
-            else:
-                self.workforce = workforce_class(self.store, options)
+            self.workforce = Workforce(self.store, options)
         self.httpd = _HTTPServer((options.host, options.port), _Handler)
         self.httpd.app = self
         self._started = time.monotonic()
@@ -134,8 +117,7 @@ class A2ILocalServer:
         """Drop all state, restore the startup options and refill the fault buckets."""
         self.store.reset()
         self.options.restore(self._startup_options)
-        if self.faults is not None:
-            self.faults.reset()
+        self.faults.reset()
 
     def health(self) -> dict:
         return {
@@ -147,7 +129,7 @@ class A2ILocalServer:
             "now": self.store.now().isoformat(),
             "workforce": self.workforce is not None,
             "events": self.events is not None,
-            "faults": self.faults is not None,
+            "faults": True,  # always on; each fault is off until configured
         }
 
 
@@ -265,14 +247,13 @@ class _Handler(BaseHTTPRequestHandler):
                     raise errors.UnknownOperationException(
                         f"Unknown operation: X-Amz-Target '{target}'. A2I Local serves SageMaker.<Operation> "
                         "targets for flow definitions only.")
-                if operation in handlers_sagemaker.OPERATIONS and app.faults is not None:
+                if operation in handlers_sagemaker.OPERATIONS:
                     app.faults.before(operation)
                 result = handlers_sagemaker.dispatch(app.store, app.codec, operation, body)
                 self._send(200, json.dumps(result, separators=(",", ":")).encode(), _SAGEMAKER_JSON, request_id)
                 return
             operation, name = _route_runtime(method, path)
-            if app.faults is not None:
-                app.faults.before(operation)
+            app.faults.before(operation)
             result = _run_runtime(app, operation, name, query, body)
             # A str is JSON text built by the handler (ListHumanLoops); a dict is serialised here.
             payload = result.encode() if isinstance(result, str) else json.dumps(result, separators=(",", ":")).encode()
