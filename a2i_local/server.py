@@ -26,6 +26,7 @@ from . import errors, handlers_local, handlers_runtime, handlers_sagemaker
 from .config import VERSION as __version__, Options
 from .events import EventSender
 from .faults import Faults
+from .http_parser import MalformedRequest, parse_request_line, read_headers
 from .store import Store
 from .tokens import TokenCodec
 from .workforce import Workforce
@@ -140,36 +141,16 @@ class _HTTPServer(ThreadingHTTPServer):
     app: A2ILocalServer
 
 
-class _Headers(dict):
-    """Request headers by lower-cased name; `get` and `[]` ignore case like email.message."""
-
-    def get(self, name, default=None):
-        return dict.get(self, name.lower(), default)
-
-    def __getitem__(self, name):
-        return dict.get(self, name.lower())
-
-    def __contains__(self, name):
-        return dict.__contains__(self, name.lower())
-
-
-_MAX_HEADER_LINE = 65536
-_MAX_HEADERS = 100
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: botocore reuses connections
     disable_nagle_algorithm = True  # TCP_NODELAY on every accepted socket
     server_version = f"A2ILocal/{__version__}"
 
     def parse_request(self) -> bool:
-        """The request line and headers, without the stdlib's email-package header parser.
+        """The request line and headers, by http_parser instead of the stdlib's email-based parser.
 
-        http.server parses headers with `email.parser`, a large share of the server's
-        CPU per ListHumanLoops page; a paginating client waits for every page, so that
-        time is on its critical path. Same rules otherwise: HTTP/1.1 keeps the connection
-        unless `Connection: close`, HTTP/1.0 closes it unless `keep-alive`, and
-        `Expect: 100-continue` is answered.
+        Same rules otherwise: HTTP/1.1 keeps the connection unless `Connection: close`,
+        HTTP/1.0 closes it unless `keep-alive`, and `Expect: 100-continue` is answered.
         """
         self.command = None
         # Not the stdlib's HTTP/0.9 default: an error answer to a garbled request line
@@ -178,28 +159,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         self.requestline = line
-        words = line.split()
-        if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
-            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({line!r})")
-            return False
-        self.command, path, self.request_version = words
-        # As the stdlib does: '//x' would be read as a scheme-less absolute URI.
-        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
-        headers = _Headers()
-        for _ in range(_MAX_HEADERS + 1):
-            raw = self.rfile.readline(_MAX_HEADER_LINE + 1)
-            if len(raw) > _MAX_HEADER_LINE:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
-                return False
-            if raw in (b"\r\n", b"\n", b""):
-                break
-            name, colon, value = raw.decode("iso-8859-1").partition(":")
-            if not colon:
-                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad header line ({raw!r})")
-                return False
-            headers[name.strip().lower()] = value.strip()
-        else:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+        try:
+            self.command, self.path, self.request_version = parse_request_line(line)
+            headers = read_headers(self.rfile)
+        except MalformedRequest as exc:
+            self.send_error(exc.status, exc.message)
             return False
         self.headers = headers
         connection = headers.get("connection", "").lower()
