@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from . import errors, validation as v
-from .flowdefs import FlowDefinitionRecord
+from .records import FlowDefinitionRecord
 from .handlers_runtime import parse_json_body
 from .store import Store
 from .timestamps import parse_time
@@ -90,7 +90,7 @@ def create_flow_definition(store: Store, data: dict) -> dict:
     checks.raise_if_any()
     spec = {key: data[key] for key in ("HumanLoopRequestSource", "HumanLoopActivationConfig", "HumanLoopConfig",
                                        "OutputConfig", "RoleArn") if data.get(key) is not None}
-    record = store.create_flow_definition(name, spec)
+    record = store.flow_definitions.create(name, spec)
     return {"FlowDefinitionArn": record.arn}
 
 
@@ -99,7 +99,7 @@ def describe_flow_definition(store: Store, data: dict) -> dict:
     name = data.get("FlowDefinitionName")
     _check_name(checks, name)
     checks.raise_if_any()
-    record, status = store.describe_flow_definition(name)
+    record, status = store.flow_definitions.describe(name)
     body = {"FlowDefinitionArn": record.arn, "FlowDefinitionName": record.name,
             "FlowDefinitionStatus": status, "CreationTime": record.creation_ms / 1000}
     body.update(json.loads(record.spec))
@@ -128,7 +128,7 @@ def list_flow_definitions(store: Store, codec: TokenCodec, data: dict) -> dict:
         position = codec.decode(token, filters) if token else None
     except errors.ValidationException as exc:
         raise errors.SageMakerValidationException(exc.message) from None
-    items, next_position = store.list_flow_definitions(
+    items, next_position = store.flow_definitions.list_page(
         after_ms=after_ms, before_ms=before_ms, sort_order=sort_order,
         max_results=data.get("MaxResults") or 100, position=position)
     result = {"FlowDefinitionSummaries": [_summary(r, s) for r, s in items]}
@@ -142,7 +142,7 @@ def delete_flow_definition(store: Store, data: dict) -> dict:
     name = data.get("FlowDefinitionName")
     _check_name(checks, name)
     checks.raise_if_any()
-    store.delete_flow_definition(name)
+    store.flow_definitions.delete(name)
     return {}
 
 

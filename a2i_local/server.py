@@ -125,7 +125,7 @@ class A2ILocalServer:
             "status": "ok",
             "version": __version__,
             "loops": self.store.count_loops(),
-            "flow_definitions": len(self.store._fd_by_id),
+            "flow_definitions": self.store.flow_definitions.count(),
             "uptime_seconds": round(time.monotonic() - self._started, 3),
             "now": self.store.now().isoformat(),
             "workforce": self.workforce is not None,

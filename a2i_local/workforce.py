@@ -213,7 +213,7 @@ class Workforce:
         wanted = min(MAX_STARTS_PER_TICK, poisson(self._rng, rate * elapsed))
         if not wanted:
             return
-        arns = self.store.active_flow_definition_arns()
+        arns = self.store.flow_definitions.active_arns()
         if not arns:
             return
         for _ in range(wanted):
