@@ -1,9 +1,9 @@
-"""HTTP server, routing and wiring of A2I Local.
+"""HTTP server and wiring of A2I Local.
 
-Routing dispatches on the HTTP method first, then the path, because ``stop`` is a valid
-loop name: ``GET /human-loops/stop`` describes the loop "stop", ``POST /human-loops/stop``
-is StopHumanLoop. ``POST /`` with ``X-Amz-Target: SageMaker.<Op>`` is SageMaker JSON 1.1;
-``/_local/...`` is the control API. SigV4 signatures are not verified.
+The handler reads the request (http_parser.py), finds its route (routes.py), calls the
+route's handler (handlers_*.py) and writes the answer in the format of the route's API:
+rest-json for the A2I runtime, JSON 1.1 for SageMaker, plain JSON for the control API.
+SigV4 signatures are not verified.
 
 Each response (status line, headers and body) goes out in ONE sendall on a TCP_NODELAY
 socket: written in two pieces, Nagle + delayed ACK stall a keep-alive client for the
@@ -20,13 +20,14 @@ import uuid
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, unquote
 
-from . import errors, handlers_local, handlers_runtime, handlers_sagemaker
+from . import errors, routes
 from .config import VERSION as __version__, Options
 from .events import EventSender
 from .faults import Faults
+from .handlers_local import ControlError, control_error
 from .http_parser import MalformedRequest, parse_request_line, read_headers
+from .request import Request
 from .store import Store
 from .tokens import TokenCodec
 from .workforce import Workforce
@@ -37,6 +38,7 @@ MAX_BODY = 32 * 1024 * 1024  # InputContent is at most 3 MiB characters; JSON es
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _RUNTIME_JSON = "application/json"
 _SAGEMAKER_JSON = "application/x-amz-json-1.1"
+_CONTENT_TYPES = {routes.RUNTIME: _RUNTIME_JSON, routes.SAGEMAKER: _SAGEMAKER_JSON, routes.CONTROL: "application/json"}
 
 
 class A2ILocalServer:
@@ -195,39 +197,36 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         request_id = str(uuid.uuid4())
         path, _, query = self.path.partition("?")
-        sagemaker = False
+        api = routes.RUNTIME  # the error format until the path has been looked at
         try:
             body = self._read_body()
             # Apply due expiries and stops first, so no request sees a loop past its time.
             app.store.process_due()
-            if path.startswith("/_local/"):
-                self._control(app, method, path, query, body, request_id)
-                return
-            if method == "POST" and path == "/":
-                sagemaker = True
-                target = self.headers.get("X-Amz-Target", "")
-                operation = target[len("SageMaker."):] if target.startswith("SageMaker.") else None
-                if operation is None:
-                    raise errors.UnknownOperationException(
-                        f"Unknown operation: X-Amz-Target '{target}'. A2I Local serves SageMaker.<Operation> "
-                        "targets for flow definitions only.")
-                if operation in handlers_sagemaker.OPERATIONS:
-                    app.faults.before(operation)
-                result = handlers_sagemaker.dispatch(app.store, app.codec, operation, body)
-                self._send(200, json.dumps(result, separators=(",", ":")).encode(), _SAGEMAKER_JSON, request_id)
-                return
-            operation, name = _route_runtime(method, path)
-            app.faults.before(operation)
-            result = _run_runtime(app, operation, name, query, body)
-            # A str is JSON text built by the handler (ListHumanLoops); a dict is serialised here.
-            payload = result.encode() if isinstance(result, str) else json.dumps(result, separators=(",", ":")).encode()
-            self._send(200, payload, _RUNTIME_JSON, request_id)
+            target = self.headers.get("X-Amz-Target", "")
+            api, route, name = routes.resolve(method, path, target)
+            if route is None:
+                raise routes.no_route(api, method, path, target)
+            if route.operation is not None:  # faults are injected into AWS operations, never the control API
+                app.faults.before(route.operation)
+            result = route.handler(app, Request(name, query, body))
+            if api == routes.CONTROL:
+                payload = json.dumps(result, separators=(",", ":"), default=str).encode()
+            elif isinstance(result, str):  # JSON text built by the handler (ListHumanLoops)
+                payload = result.encode()
+            else:
+                payload = json.dumps(result, separators=(",", ":")).encode()
+            self._send(200, payload, _CONTENT_TYPES[api], request_id)
+        except ControlError as exc:
+            self._send_control_error(exc, request_id)
         except errors.AwsError as exc:
-            self._send_aws_error(exc, sagemaker, request_id)
+            if api == routes.CONTROL:
+                self._send_control_error(control_error(exc), request_id)
+            else:
+                self._send_aws_error(exc, api == routes.SAGEMAKER, request_id)
         except Exception:
             log.exception("unexpected error handling %s %s", method, self.path)
             self._send_aws_error(errors.InternalServerException("An internal error occurred in A2I Local."),
-                                 sagemaker, request_id)
+                                 api == routes.SAGEMAKER, request_id)
 
     def _read_body(self) -> bytes:
         length = self.headers.get("Content-Length")
@@ -246,12 +245,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise errors.ValidationException(f"Request body of {size} bytes exceeds the {MAX_BODY}-byte limit.")
         return self.rfile.read(size) if size else b""
 
-    def _control(self, app, method, path, query, body, request_id) -> None:
-        try:
-            status, result = handlers_local.handle(app, method, path, query, body)
-        except handlers_local.ControlError as exc:
-            status, result = exc.status, {"error": exc.code, "message": exc.message}
-        self._send(status, json.dumps(result, separators=(",", ":"), default=str).encode(), "application/json",
+    def _send_control_error(self, exc: ControlError, request_id: str) -> None:
+        payload = {"error": exc.code, "message": exc.message}
+        self._send(exc.status, json.dumps(payload, separators=(",", ":"), default=str).encode(), "application/json",
                    request_id)
 
     def _send_aws_error(self, exc: errors.AwsError, sagemaker: bool, request_id: str) -> None:
@@ -281,34 +277,3 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.wfile.write(head.encode("latin-1") + body)  # one sendall (wbufsize is 0)
 
-
-def _route_runtime(method: str, path: str) -> tuple[str, str | None]:
-    """(operation, loop name) for a runtime request; NotFoundRoute when nothing matches."""
-    if path in ("/human-loops", "/human-loops/"):
-        if method == "GET":
-            return "ListHumanLoops", None
-        if method == "POST":
-            return "StartHumanLoop", None
-    elif path.startswith("/human-loops/"):
-        rest = path[len("/human-loops/"):]
-        if rest and "/" not in rest:
-            if method == "POST" and rest == "stop":
-                return "StopHumanLoop", None
-            if method == "GET":
-                return "DescribeHumanLoop", unquote(rest)
-            if method == "DELETE":
-                return "DeleteHumanLoop", unquote(rest)
-    raise errors.NotFoundRoute(f"No A2I operation matches {method} {path}.")
-
-
-def _run_runtime(app: A2ILocalServer, operation: str, name: str | None, query: str, body: bytes) -> dict | str:
-    store = app.store
-    if operation == "ListHumanLoops":
-        return handlers_runtime.list_human_loops(store, app.codec, dict(parse_qsl(query, keep_blank_values=True)))
-    if operation == "DescribeHumanLoop":
-        return handlers_runtime.describe_human_loop(store, name)
-    if operation == "StartHumanLoop":
-        return handlers_runtime.start_human_loop(store, body)
-    if operation == "StopHumanLoop":
-        return handlers_runtime.stop_human_loop(store, body)
-    return handlers_runtime.delete_human_loop(store, name)
