@@ -91,6 +91,10 @@ class A2ILocalServer:
         finally:
             self.stop()
 
+    def request_stop(self) -> None:
+        """Make serve_forever return and stop the server (safe to call from a signal handler)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         if self._stop.is_set() and not self._threads:
             return
