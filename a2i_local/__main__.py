@@ -131,7 +131,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.exit(1, f"a2i_local: cannot open the database {args.db}: {exc}\n")
     except OSError as exc:
         parser.exit(1, f"a2i_local: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
-    signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     print(f"A2I Local listening on {server.url} (db: {args.db or 'in memory'})", flush=True)
     try:
         server.serve_forever()

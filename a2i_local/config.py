@@ -40,7 +40,8 @@ class Options:
     region: str = "us-east-1"
     account_id: str = "123456789012"
     s3_endpoint: str | None = None
-    strict_names: bool = True  # enforce the model's HumanLoopName pattern (A2I-NOTES 1.2)
+    # Enforce the model's HumanLoopName pattern (docs/a2i-local.md, behaviour notes §1.2).
+    strict_names: bool = True
     stop_delay_seconds: float = 2.0  # Stopping -> Stopped
     flow_definition_activation_delay: float = 0.0  # Initializing -> Active
     throttle_tps: float | None = None

@@ -1,8 +1,8 @@
-"""EventBridge status-change events POSTed to `--event-webhook` (issue 2, item 9).
+"""EventBridge status-change events POSTed to `--event-webhook`.
 
 A2I emits "SageMaker A2I HumanLoop Status Change" to EventBridge when a loop reaches
-Completed, Failed or Stopped (A2I-NOTES §4). A2I Local POSTs that exact event, as JSON,
-to a webhook URL instead. `EventSender` is a store listener: the store calls it after
+Completed, Failed or Stopped (docs/a2i-local.md, behaviour notes §4). A2I Local POSTs
+that exact event, as JSON, to a webhook URL instead. `EventSender` is a store listener: the store calls it after
 commit, from whichever thread made the change, so calling it only builds the event and
 queues it; one background thread delivers.
 

@@ -1,4 +1,4 @@
-"""Injected faults: throttling, random server errors and added latency (issue 2, item 10).
+"""Injected faults: throttling, random server errors and added latency.
 
 The server calls `Faults.before(operation)` before it handles every AWS operation (never
 for the `/_local/` control API). Every fault is off by default and every setting is read

@@ -11,6 +11,10 @@ Routes (all JSON; errors are ``{"error": <code>, "message": <text>}`` with a cle
 - ``GET /_local/health``: ``{"status": "ok", "loops": N, ...}``.
 - ``GET|POST /_local/config``: read, or change live fields (config.LIVE_FIELDS; others -> 400).
 - ``POST /_local/clock``: ``{"advance_seconds": N}`` moves the store's clock forward.
+
+Each handler takes the server and the request (routes.py says which) and returns the body
+of a 200 answer; a bad request raises ControlError, and the server answers an AwsError
+from the store with ``control_error(exc)``.
 """
 
 from __future__ import annotations
@@ -18,11 +22,16 @@ from __future__ import annotations
 import json
 import math
 import typing
-from urllib.parse import parse_qs, unquote
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 from . import errors
 from .config import LIVE_FIELDS, Options
 from .handlers_runtime import describe_loop_body
+from .request import Request
+
+if TYPE_CHECKING:
+    from .server import A2ILocalServer
 
 
 class ControlError(Exception):
@@ -38,6 +47,18 @@ _STATUS_FOR = {
 }
 
 
+def control_error(exc: errors.AwsError) -> ControlError:
+    """The control API's answer to an AwsError raised by the store (other codes: 400)."""
+    for cls, (status, code) in _STATUS_FOR.items():
+        if isinstance(exc, cls):
+            return ControlError(status, code, exc.message)
+    return ControlError(400, exc.code, exc.message)
+
+
+def no_route(method: str, path: str) -> ControlError:
+    return ControlError(404, "NotFound", f"No control route {method} {path}. See the A2I Local section of README.md.")
+
+
 def _body(raw: bytes) -> dict:
     if not raw:
         return {}
@@ -50,55 +71,9 @@ def _body(raw: bytes) -> dict:
     return data
 
 
-def _loop_reply(loop: dict) -> dict:
-    return describe_loop_body(loop)
-
-
-def handle(app, method: str, path: str, query: str, raw: bytes) -> tuple[int, dict]:
-    """Route one control request; returns (status, body). Raises ControlError for 4xx/5xx."""
-    try:
-        return _route(app, method, path, query, raw)
-    except errors.AwsError as exc:
-        for cls, (status, code) in _STATUS_FOR.items():
-            if isinstance(exc, cls):
-                raise ControlError(status, code, exc.message) from None
-        raise ControlError(400, exc.code, exc.message) from None
-
-
-def _route(app, method, path, query, raw):
-    parts = path.split("/")  # ['', '_local', ...]
-    store = app.store
-    if len(parts) == 5 and parts[2] == "human-loops" and method == "POST":
-        name, action = unquote(parts[3]), parts[4]
-        if action == "complete":
-            return 200, _complete(store, name, _body(raw), query)
-        if action == "fail":
-            data = _body(raw)
-            code, reason = data.get("FailureCode"), data.get("FailureReason")
-            if code is None or reason is None:
-                raise ControlError(400, "BadRequest", "Body must be {\"FailureCode\": ..., \"FailureReason\": ...}.")
-            return 200, _loop_reply(store.fail_loop(name, code, reason))
-    elif path == "/_local/reset" and method == "POST":
-        app.reset()
-        return 200, {"status": "reset"}
-    elif path == "/_local/health" and method == "GET":
-        return 200, app.health()
-    elif path == "/_local/config" and method == "GET":
-        return 200, app.options.snapshot()
-    elif path == "/_local/config" and method == "POST":
-        apply_config(app.options, _body(raw))
-        return 200, app.options.snapshot()
-    elif path == "/_local/clock" and method == "POST":
-        seconds = _body(raw).get("advance_seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ControlError(400, "BadRequest", "Body must be {\"advance_seconds\": <non-negative number>}.")
-        store.advance_clock(seconds)
-        return 200, {"now": store.now().isoformat()}
-    raise ControlError(404, "NotFound", f"No control route {method} {path}. See the A2I Local section of README.md.")
-
-
-def _complete(store, name: str, data: dict, query: str) -> dict:
-    worker_id = (parse_qs(query).get("workerId") or [None])[0]
+def complete_loop(app: A2ILocalServer, request: Request) -> dict:
+    data = _body(request.body)
+    worker_id = (parse_qs(request.query).get("workerId") or [None])[0]
     spent = None
     if "answerContent" in data:
         answer = data["answerContent"]
@@ -112,7 +87,42 @@ def _complete(store, name: str, data: dict, query: str) -> dict:
         raise ControlError(400, "BadRequest", "answerContent must be a JSON object.")
     if worker_id is not None and not isinstance(worker_id, str):
         raise ControlError(400, "BadRequest", "workerId must be a string.")
-    return _loop_reply(store.complete_loop(name, answer, worker_id=worker_id, time_spent_seconds=spent))
+    return describe_loop_body(
+        app.store.complete_loop(request.name, answer, worker_id=worker_id, time_spent_seconds=spent))
+
+
+def fail_loop(app: A2ILocalServer, request: Request) -> dict:
+    data = _body(request.body)
+    code, reason = data.get("FailureCode"), data.get("FailureReason")
+    if code is None or reason is None:
+        raise ControlError(400, "BadRequest", "Body must be {\"FailureCode\": ..., \"FailureReason\": ...}.")
+    return describe_loop_body(app.store.fail_loop(request.name, code, reason))
+
+
+def reset(app: A2ILocalServer, request: Request) -> dict:
+    app.reset()
+    return {"status": "reset"}
+
+
+def health(app: A2ILocalServer, request: Request) -> dict:
+    return app.health()
+
+
+def read_config(app: A2ILocalServer, request: Request) -> dict:
+    return app.options.snapshot()
+
+
+def change_config(app: A2ILocalServer, request: Request) -> dict:
+    apply_config(app.options, _body(request.body))
+    return app.options.snapshot()
+
+
+def advance_clock(app: A2ILocalServer, request: Request) -> dict:
+    seconds = _body(request.body).get("advance_seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ControlError(400, "BadRequest", "Body must be {\"advance_seconds\": <non-negative number>}.")
+    app.store.advance_clock(seconds)
+    return {"now": app.store.now().isoformat()}
 
 
 _HINTS = typing.get_type_hints(Options)

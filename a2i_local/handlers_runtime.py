@@ -1,33 +1,26 @@
 """The five A2I runtime operations (rest-json): read parameters, validate, call the store, shape the reply.
 
-Each handler takes the parsed request pieces and returns the JSON-able response body;
-errors are raised as ``errors.AwsError`` and written on the wire by the server.
+Each handler takes the server and the request (routes.py says which) and returns the
+response body: a JSON-able dict, or JSON text already built (ListHumanLoops). Errors are
+raised as ``errors.AwsError`` and written on the wire by the server.
 """
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from . import errors, validation as v
+from . import validation as v
+from .request import Request
 from .store import Store
 from .timestamps import format_iso_ms, parse_time
-from .tokens import TokenCodec
+
+if TYPE_CHECKING:
+    from .server import A2ILocalServer
 
 MAX_INPUT_CONTENT = 3_145_728
-RELAXED_NAME = "^[A-Za-z0-9](-*[A-Za-z0-9])*$"  # --no-strict-names: real A2I accepted mixed case (A2I-NOTES 1.2)
-
-
-def parse_json_body(body: bytes) -> dict:
-    """The request body as a JSON object ({} when empty); SerializationException otherwise."""
-    if not body:
-        return {}
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise errors.SerializationException("The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise errors.SerializationException("The request body must be a JSON object.")
-    return data
+# --no-strict-names: real A2I accepted mixed case (docs/a2i-local.md, behaviour notes §1.2).
+RELAXED_NAME = "^[A-Za-z0-9](-*[A-Za-z0-9])*$"
 
 
 def _check_name(checks: v.Violations, store: Store, name, field: str = "humanLoopName") -> None:
@@ -51,8 +44,9 @@ def describe_loop_body(loop: dict) -> dict:
     return body
 
 
-def start_human_loop(store: Store, body: bytes) -> dict:
-    data = parse_json_body(body)
+def start_human_loop(app: A2ILocalServer, request: Request) -> dict:
+    store = app.store
+    data = request.json()
     checks = v.Violations()
     name = data.get("HumanLoopName")
     arn = data.get("FlowDefinitionArn")
@@ -85,36 +79,38 @@ def start_human_loop(store: Store, body: bytes) -> dict:
     return {"HumanLoopArn": loop["HumanLoopArn"]}
 
 
-def describe_human_loop(store: Store, name: str) -> dict:
+def describe_human_loop(app: A2ILocalServer, request: Request) -> dict:
     checks = v.Violations()
-    _check_name(checks, store, name)
+    _check_name(checks, app.store, request.name)
     checks.raise_if_any()
-    return describe_loop_body(store.describe_human_loop(name))
+    return describe_loop_body(app.store.describe_human_loop(request.name))
 
 
-def stop_human_loop(store: Store, body: bytes) -> dict:
-    data = parse_json_body(body)
+def stop_human_loop(app: A2ILocalServer, request: Request) -> dict:
+    data = request.json()
     checks = v.Violations()
     name = data.get("HumanLoopName")
-    _check_name(checks, store, name)
+    _check_name(checks, app.store, name)
     checks.raise_if_any()
-    store.stop_human_loop(name)
+    app.store.stop_human_loop(name)
     return {}
 
 
-def delete_human_loop(store: Store, name: str) -> dict:
+def delete_human_loop(app: A2ILocalServer, request: Request) -> dict:
     checks = v.Violations()
-    _check_name(checks, store, name)
+    _check_name(checks, app.store, request.name)
     checks.raise_if_any()
-    store.delete_human_loop(name)
+    app.store.delete_human_loop(request.name)
     return {}
 
 
-def list_human_loops(store: Store, codec: TokenCodec, query: dict[str, str]) -> str:
+def list_human_loops(app: A2ILocalServer, request: Request) -> str:
+    store, codec, query = app.store, app.codec, request.query_params()
     checks = v.Violations()
     arn = query.get("FlowDefinitionArn")
     checks.string(arn, "flowDefinitionArn", max_len=1024, pattern=v.FLOW_DEFINITION_ARN, required=True)
-    sort_order = query.get("SortOrder") or "Descending"  # default Descending (A2I-NOTES 2, UNSETTLED)
+    # AWS documents no default order (docs/a2i-local.md, behaviour notes §2).
+    sort_order = query.get("SortOrder") or "Descending"
     checks.enum(sort_order, "sortOrder", v.SORT_ORDERS)
     max_results = v.parse_int_param(query.get("MaxResults"), "maxResults")
     checks.integer(max_results, "maxResults", min_value=1, max_value=100)

@@ -1,18 +1,22 @@
 """The four SageMaker flow-definition operations (JSON 1.1, ``X-Amz-Target: SageMaker.<Op>``).
 
-SageMaker errors are all HTTP 400 with ``__type``; timestamps are epoch seconds.
+Each handler takes the server and the request (routes.py says which) and returns the
+response body as a JSON-able dict. SageMaker errors are all HTTP 400 with ``__type``;
+timestamps are epoch seconds.
 """
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from . import errors, validation as v
-from .flowdefs import FlowDefinitionRecord
-from .handlers_runtime import parse_json_body
-from .store import Store
+from .records import FlowDefinitionRecord
+from .request import Request
 from .timestamps import parse_time
-from .tokens import TokenCodec
+
+if TYPE_CHECKING:
+    from .server import A2ILocalServer
 
 
 def SageMakerViolations() -> v.Violations:  # noqa: N802 - reads like the class it builds
@@ -52,7 +56,8 @@ def _check_human_loop_config(checks: v.Violations, config) -> None:
             checks.integer(amount.get("TenthFractionsOfACent"), q + "tenthFractionsOfACent", min_value=0, max_value=9)
 
 
-def create_flow_definition(store: Store, data: dict) -> dict:
+def create_flow_definition(app: A2ILocalServer, request: Request) -> dict:
+    data = request.json()
     checks = SageMakerViolations()
     name = data.get("FlowDefinitionName")
     _check_name(checks, name)
@@ -90,16 +95,17 @@ def create_flow_definition(store: Store, data: dict) -> dict:
     checks.raise_if_any()
     spec = {key: data[key] for key in ("HumanLoopRequestSource", "HumanLoopActivationConfig", "HumanLoopConfig",
                                        "OutputConfig", "RoleArn") if data.get(key) is not None}
-    record = store.create_flow_definition(name, spec)
+    record = app.store.flow_definitions.create(name, spec)
     return {"FlowDefinitionArn": record.arn}
 
 
-def describe_flow_definition(store: Store, data: dict) -> dict:
+def describe_flow_definition(app: A2ILocalServer, request: Request) -> dict:
+    data = request.json()
     checks = SageMakerViolations()
     name = data.get("FlowDefinitionName")
     _check_name(checks, name)
     checks.raise_if_any()
-    record, status = store.describe_flow_definition(name)
+    record, status = app.store.flow_definitions.describe(name)
     body = {"FlowDefinitionArn": record.arn, "FlowDefinitionName": record.name,
             "FlowDefinitionStatus": status, "CreationTime": record.creation_ms / 1000}
     body.update(json.loads(record.spec))
@@ -111,7 +117,9 @@ def _summary(record: FlowDefinitionRecord, status: str) -> dict:
             "FlowDefinitionStatus": status, "CreationTime": record.creation_ms / 1000}
 
 
-def list_flow_definitions(store: Store, codec: TokenCodec, data: dict) -> dict:
+def list_flow_definitions(app: A2ILocalServer, request: Request) -> dict:
+    data = request.json()
+    codec = app.codec
     checks = SageMakerViolations()
     sort_order = data.get("SortOrder") or "Descending"
     checks.enum(sort_order, "sortOrder", v.SORT_ORDERS)
@@ -128,7 +136,7 @@ def list_flow_definitions(store: Store, codec: TokenCodec, data: dict) -> dict:
         position = codec.decode(token, filters) if token else None
     except errors.ValidationException as exc:
         raise errors.SageMakerValidationException(exc.message) from None
-    items, next_position = store.list_flow_definitions(
+    items, next_position = app.store.flow_definitions.list_page(
         after_ms=after_ms, before_ms=before_ms, sort_order=sort_order,
         max_results=data.get("MaxResults") or 100, position=position)
     result = {"FlowDefinitionSummaries": [_summary(r, s) for r, s in items]}
@@ -137,27 +145,12 @@ def list_flow_definitions(store: Store, codec: TokenCodec, data: dict) -> dict:
     return result
 
 
-def delete_flow_definition(store: Store, data: dict) -> dict:
+def delete_flow_definition(app: A2ILocalServer, request: Request) -> dict:
+    data = request.json()
     checks = SageMakerViolations()
     name = data.get("FlowDefinitionName")
     _check_name(checks, name)
     checks.raise_if_any()
-    store.delete_flow_definition(name)
+    app.store.flow_definitions.delete(name)
     return {}
 
-
-OPERATIONS = {
-    "CreateFlowDefinition": lambda store, codec, data: create_flow_definition(store, data),
-    "DescribeFlowDefinition": lambda store, codec, data: describe_flow_definition(store, data),
-    "ListFlowDefinitions": list_flow_definitions,
-    "DeleteFlowDefinition": lambda store, codec, data: delete_flow_definition(store, data),
-}
-
-
-def dispatch(store: Store, codec: TokenCodec, operation: str, body: bytes) -> dict:
-    handler = OPERATIONS.get(operation)
-    if handler is None:
-        raise errors.UnknownOperationException(
-            f"A2I Local does not implement SageMaker.{operation}; it supports "
-            + ", ".join(f"SageMaker.{op}" for op in OPERATIONS) + ".")
-    return handler(store, codec, parse_json_body(body))

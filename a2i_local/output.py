@@ -13,9 +13,44 @@ from urllib.parse import urlparse
 
 from .config import Options
 from .errors import OutputWriteError
+from .timestamps import format_iso_ms
 
 _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
+
+
+def output_uri(output_path: str, flow_definition_name: str, loop_name: str, creation_ms: int) -> str:
+    """``<S3OutputPath>/<flow-definition-name>/YYYY/MM/DD/hh/mm/ss/<loop-name>/output.json`` (UTC)."""
+    stamp = format_iso_ms(creation_ms)  # 2022-04-24T20:14:22.850Z
+    parts = f"{stamp[0:4]}/{stamp[5:7]}/{stamp[8:10]}/{stamp[11:13]}/{stamp[14:16]}/{stamp[17:19]}"
+    return f"{output_path}/{flow_definition_name}/{parts}/{loop_name}/output.json"
+
+
+def answer_document(loop: dict, *, input_content: str, answer_content: dict, now_ms: int,
+                    worker_id: str | None, time_spent_seconds: float | None, region: str) -> dict:
+    """output.json of a loop completed by one worker.
+
+    The document is that of a custom task type (docs/a2i-local.md, behaviour notes §3).
+    ``loop`` has DescribeHumanLoop's keys, as the store builds them.
+    """
+    spent = 0.0 if time_spent_seconds is None else float(time_spent_seconds)
+    creation_ms = loop["CreationTimeMs"]
+    return {
+        "flowDefinitionArn": loop["FlowDefinitionArn"],
+        "humanAnswers": [{
+            "answerContent": answer_content,
+            "acceptanceTime": format_iso_ms(max(creation_ms, now_ms - int(spent * 1000))),
+            "submissionTime": format_iso_ms(now_ms),
+            "timeSpentInSeconds": spent,
+            "workerId": worker_id or "a2i-local-worker",
+            "workerMetadata": {"identityData": {
+                "identityProviderType": "Cognito",
+                "issuer": f"https://cognito-idp.{region}.amazonaws.com/{region}_a2ilocal",
+                "sub": worker_id or "a2i-local-worker"}},
+        }],
+        "humanLoopName": loop["HumanLoopName"],
+        "inputContent": json.loads(input_content),
+    }
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -28,7 +63,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def s3_client(options: Options):
-    """A cached boto3 S3 client for the configured endpoint (client creation costs ~50 ms)."""
+    """A cached boto3 S3 client for the configured endpoint (creating one loads the service model: slow)."""
     key = (options.s3_endpoint, options.region)
     with _clients_lock:
         client = _clients.get(key)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from .flowdefs import FlowDefinitionRecord
+from .records import FLOW_DEFINITION_COLUMNS, FlowDefinitionRecord
 
-_FAR = 1 << 62  # sentinel bound: lets one prepared statement serve filtered and unfiltered lists
+FAR = 1 << 62  # sentinel bound: lets one prepared statement serve filtered and unfiltered lists
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -71,7 +71,7 @@ _SUMMARY_JSON = (
 # The keyset position is folded into a plain range on creation_ms (which SQLite uses as
 # the index bound) plus a filter for ties on creation_ms; a row-value comparison alone
 # would not bound the index scan and deep pages would scan from the top.
-_LIST_SQL = {
+LIST_LOOPS_SQL = {
     "Descending": (
         f"SELECT id, creation_ms, {_SUMMARY_JSON} FROM loops "
         "WHERE flow_definition_id = :fd AND creation_ms >= :low AND creation_ms <= :high "
@@ -84,18 +84,30 @@ _LIST_SQL = {
     ),
 }
 
+# ListFlowDefinitions: flow definitions are few, so a row-value keyset comparison is enough.
+LIST_FLOW_DEFINITIONS_SQL = {
+    "Descending": (
+        f"SELECT {FLOW_DEFINITION_COLUMNS} FROM flow_definitions WHERE creation_ms >= ? AND creation_ms < ? "
+        "AND (creation_ms, id) < (?, ?) ORDER BY creation_ms DESC, id DESC LIMIT ?"
+    ),
+    "Ascending": (
+        f"SELECT {FLOW_DEFINITION_COLUMNS} FROM flow_definitions WHERE creation_ms >= ? AND creation_ms < ? "
+        "AND (creation_ms, id) > (?, ?) ORDER BY creation_ms ASC, id ASC LIMIT ?"
+    ),
+}
+
 
 def list_params(fd: FlowDefinitionRecord, sort_order: str, after_ms: int | None, before_ms: int | None,
                 position: tuple[int, int] | None, limit: int) -> dict:
-    """Named parameters for _LIST_SQL. After is inclusive, Before exclusive; the keyset
+    """Named parameters for LIST_LOOPS_SQL. After is inclusive, Before exclusive; the keyset
     position narrows the creation_ms range on its side."""
-    low = -_FAR if after_ms is None else after_ms
-    high = _FAR if before_ms is None else before_ms - 1
+    low = -FAR if after_ms is None else after_ms
+    high = FAR if before_ms is None else before_ms - 1
     if sort_order == "Descending":
-        pc, pid = position or (_FAR, _FAR)
+        pc, pid = position or (FAR, FAR)
         high = min(high, pc)
     else:
-        pc, pid = position or (-_FAR, -_FAR)
+        pc, pid = position or (-FAR, -FAR)
         low = max(low, pc)
     return {"fd": fd.id, "arn": fd.arn, "low": low, "high": high, "pc": pc, "pid": pid, "limit": limit}
 
@@ -107,8 +119,8 @@ def connect(path: str | None) -> sqlite3.Connection:
     if path:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        # Reads through mmap skip a copy into SQLite's page cache: list pages of a
-        # 1,000,000-loop file stay within the latency budget.
+        # Reads through mmap skip a copy into SQLite's page cache, which keeps list
+        # pages of a large file fast.
         conn.execute("PRAGMA mmap_size=1073741824")
     conn.execute("PRAGMA cache_size=-65536")  # 64 MiB
     conn.executescript(SCHEMA)

@@ -2,8 +2,8 @@
 
 Used by ``python -m a2i_local seed`` and by the test handle's ``.seed()``. The loops
 indexes are dropped during the insert and rebuilt after it: building an index over sorted
-data once is several times faster than maintaining it row by row (1,000,000 loops in
-well under a minute). Deterministic for a given random seed and database state.
+data once is much faster than maintaining it row by row. Deterministic for a given random
+seed and database state.
 """
 
 from __future__ import annotations

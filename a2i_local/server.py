@@ -1,17 +1,17 @@
-"""HTTP server, routing and wiring of A2I Local.
+"""HTTP server and wiring of A2I Local.
 
-Routing dispatches on the HTTP method first, then the path, because ``stop`` is a valid
-loop name: ``GET /human-loops/stop`` describes the loop "stop", ``POST /human-loops/stop``
-is StopHumanLoop. ``POST /`` with ``X-Amz-Target: SageMaker.<Op>`` is SageMaker JSON 1.1;
-``/_local/...`` is the control API. SigV4 signatures are not verified.
+The handler reads the request (http_parser.py), finds its route (routes.py), calls the
+route's handler (handlers_*.py) and writes the answer in the format of the route's API:
+rest-json for the A2I runtime, JSON 1.1 for SageMaker, plain JSON for the control API.
+SigV4 signatures are not verified.
 
 Each response (status line, headers and body) goes out in ONE sendall on a TCP_NODELAY
-socket: written in two pieces, Nagle + delayed ACK stall a keep-alive client ~40 ms.
+socket: written in two pieces, Nagle + delayed ACK stall a keep-alive client for the
+peer's delayed-ACK timeout.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import threading
@@ -20,12 +20,17 @@ import uuid
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, unquote
 
-from . import errors, handlers_local, handlers_runtime, handlers_sagemaker
+from . import errors, routes
 from .config import VERSION as __version__, Options
+from .events import EventSender
+from .faults import Faults
+from .handlers_local import ControlError, control_error
+from .http_parser import MalformedRequest, parse_request_line, read_headers
+from .request import Request
 from .store import Store
 from .tokens import TokenCodec
+from .workforce import Workforce
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +38,7 @@ MAX_BODY = 32 * 1024 * 1024  # InputContent is at most 3 MiB characters; JSON es
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _RUNTIME_JSON = "application/json"
 _SAGEMAKER_JSON = "application/x-amz-json-1.1"
-
-
-def _optional_component(module: str, attribute: str):
-    """Import ``a2i_local.<module>.<attribute>``, or None while that module does not exist yet."""
-    name = f"{__package__}.{module}"
-    try:
-        return getattr(importlib.import_module(name), attribute)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
+_CONTENT_TYPES = {routes.RUNTIME: _RUNTIME_JSON, routes.SAGEMAKER: _SAGEMAKER_JSON, routes.CONTROL: "application/json"}
 
 
 class A2ILocalServer:
@@ -54,23 +49,15 @@ class A2ILocalServer:
         self._startup_options = options.snapshot()
         self.store = Store(options)
         self.codec = TokenCodec(self.store.token_key)
-        faults_class = _optional_component("faults", "Faults")
-        self.faults = faults_class(options) if faults_class else None
-        self.events = None
+        self.faults = Faults(options)
+        # Events and the workforce run threads, so they exist only when asked for.
+        self.events: EventSender | None = None
         if options.event_webhook:
-            sender_class = _optional_component("events", "EventSender")
-            if sender_class is None:
-                log.warning("--event-webhook given but a2i_local.events is not available; no events sent")
-            else:
-                self.events = sender_class(options)
-                self.store.subscribe(self.events)
-        self.workforce = None
+            self.events = EventSender(options)
+            self.store.subscribe(self.events)
+        self.workforce: Workforce | None = None
         if options.workforce:
-            workforce_class = _optional_component("workforce", "Workforce")
-            if workforce_class is None:
-                log.warning("--workforce given but a2i_local.workforce is not available")
-            else:
-                self.workforce = workforce_class(self.store, options)
+            self.workforce = Workforce(self.store, options)
         self.httpd = _HTTPServer((options.host, options.port), _Handler)
         self.httpd.app = self
         self._started = time.monotonic()
@@ -104,6 +91,10 @@ class A2ILocalServer:
         finally:
             self.stop()
 
+    def request_stop(self) -> None:
+        """Make serve_forever return and stop the server (safe to call from a signal handler)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         if self._stop.is_set() and not self._threads:
             return
@@ -133,20 +124,19 @@ class A2ILocalServer:
         """Drop all state, restore the startup options and refill the fault buckets."""
         self.store.reset()
         self.options.restore(self._startup_options)
-        if self.faults is not None:
-            self.faults.reset()
+        self.faults.reset()
 
     def health(self) -> dict:
         return {
             "status": "ok",
             "version": __version__,
             "loops": self.store.count_loops(),
-            "flow_definitions": len(self.store._fd_by_id),
+            "flow_definitions": self.store.flow_definitions.count(),
             "uptime_seconds": round(time.monotonic() - self._started, 3),
             "now": self.store.now().isoformat(),
             "workforce": self.workforce is not None,
             "events": self.events is not None,
-            "faults": self.faults is not None,
+            "faults": True,  # always on; each fault is off until configured
         }
 
 
@@ -157,36 +147,16 @@ class _HTTPServer(ThreadingHTTPServer):
     app: A2ILocalServer
 
 
-class _Headers(dict):
-    """Request headers by lower-cased name; `get` and `[]` ignore case like email.message."""
-
-    def get(self, name, default=None):
-        return dict.get(self, name.lower(), default)
-
-    def __getitem__(self, name):
-        return dict.get(self, name.lower())
-
-    def __contains__(self, name):
-        return dict.__contains__(self, name.lower())
-
-
-_MAX_HEADER_LINE = 65536
-_MAX_HEADERS = 100
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: botocore reuses connections
     disable_nagle_algorithm = True  # TCP_NODELAY on every accepted socket
     server_version = f"A2ILocal/{__version__}"
 
     def parse_request(self) -> bool:
-        """The request line and headers, without the stdlib's email-package header parser.
+        """The request line and headers, by http_parser instead of the stdlib's email-based parser.
 
-        http.server parses headers with `email.parser`, about a quarter of the server's
-        CPU per ListHumanLoops page; a paginating client waits for every page, so that
-        time is on its critical path. Same rules otherwise: HTTP/1.1 keeps the connection
-        unless `Connection: close`, HTTP/1.0 closes it unless `keep-alive`, and
-        `Expect: 100-continue` is answered.
+        Same rules otherwise: HTTP/1.1 keeps the connection unless `Connection: close`,
+        HTTP/1.0 closes it unless `keep-alive`, and `Expect: 100-continue` is answered.
         """
         self.command = None
         # Not the stdlib's HTTP/0.9 default: an error answer to a garbled request line
@@ -195,28 +165,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         self.requestline = line
-        words = line.split()
-        if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
-            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({line!r})")
-            return False
-        self.command, path, self.request_version = words
-        # As the stdlib does: '//x' would be read as a scheme-less absolute URI.
-        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
-        headers = _Headers()
-        for _ in range(_MAX_HEADERS + 1):
-            raw = self.rfile.readline(_MAX_HEADER_LINE + 1)
-            if len(raw) > _MAX_HEADER_LINE:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
-                return False
-            if raw in (b"\r\n", b"\n", b""):
-                break
-            name, colon, value = raw.decode("iso-8859-1").partition(":")
-            if not colon:
-                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad header line ({raw!r})")
-                return False
-            headers[name.strip().lower()] = value.strip()
-        else:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+        try:
+            self.command, self.path, self.request_version = parse_request_line(line)
+            headers = read_headers(self.rfile)
+        except MalformedRequest as exc:
+            self.send_error(exc.status, exc.message)
             return False
         self.headers = headers
         connection = headers.get("connection", "").lower()
@@ -248,40 +201,36 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         request_id = str(uuid.uuid4())
         path, _, query = self.path.partition("?")
-        sagemaker = False
+        api = routes.RUNTIME  # the error format until the path has been looked at
         try:
             body = self._read_body()
             # Apply due expiries and stops first, so no request sees a loop past its time.
             app.store.process_due()
-            if path.startswith("/_local/"):
-                self._control(app, method, path, query, body, request_id)
-                return
-            if method == "POST" and path == "/":
-                sagemaker = True
-                target = self.headers.get("X-Amz-Target", "")
-                operation = target[len("SageMaker."):] if target.startswith("SageMaker.") else None
-                if operation is None:
-                    raise errors.UnknownOperationException(
-                        f"Unknown operation: X-Amz-Target '{target}'. A2I Local serves SageMaker.<Operation> "
-                        "targets for flow definitions only.")
-                if operation in handlers_sagemaker.OPERATIONS and app.faults is not None:
-                    app.faults.before(operation)
-                result = handlers_sagemaker.dispatch(app.store, app.codec, operation, body)
-                self._send(200, json.dumps(result, separators=(",", ":")).encode(), _SAGEMAKER_JSON, request_id)
-                return
-            operation, name = _route_runtime(method, path)
-            if app.faults is not None:
-                app.faults.before(operation)
-            result = _run_runtime(app, operation, name, query, body)
-            # A str is JSON text built by the handler (ListHumanLoops); a dict is serialised here.
-            payload = result.encode() if isinstance(result, str) else json.dumps(result, separators=(",", ":")).encode()
-            self._send(200, payload, _RUNTIME_JSON, request_id)
+            target = self.headers.get("X-Amz-Target", "")
+            api, route, name = routes.resolve(method, path, target)
+            if route is None:
+                raise routes.no_route(api, method, path, target)
+            if route.operation is not None:  # faults are injected into AWS operations, never the control API
+                app.faults.before(route.operation)
+            result = route.handler(app, Request(name, query, body))
+            if api == routes.CONTROL:
+                payload = json.dumps(result, separators=(",", ":"), default=str).encode()
+            elif isinstance(result, str):  # JSON text built by the handler (ListHumanLoops)
+                payload = result.encode()
+            else:
+                payload = json.dumps(result, separators=(",", ":")).encode()
+            self._send(200, payload, _CONTENT_TYPES[api], request_id)
+        except ControlError as exc:
+            self._send_control_error(exc, request_id)
         except errors.AwsError as exc:
-            self._send_aws_error(exc, sagemaker, request_id)
+            if api == routes.CONTROL:
+                self._send_control_error(control_error(exc), request_id)
+            else:
+                self._send_aws_error(exc, api == routes.SAGEMAKER, request_id)
         except Exception:
             log.exception("unexpected error handling %s %s", method, self.path)
             self._send_aws_error(errors.InternalServerException("An internal error occurred in A2I Local."),
-                                 sagemaker, request_id)
+                                 api == routes.SAGEMAKER, request_id)
 
     def _read_body(self) -> bytes:
         length = self.headers.get("Content-Length")
@@ -300,17 +249,15 @@ class _Handler(BaseHTTPRequestHandler):
             raise errors.ValidationException(f"Request body of {size} bytes exceeds the {MAX_BODY}-byte limit.")
         return self.rfile.read(size) if size else b""
 
-    def _control(self, app, method, path, query, body, request_id) -> None:
-        try:
-            status, result = handlers_local.handle(app, method, path, query, body)
-        except handlers_local.ControlError as exc:
-            status, result = exc.status, {"error": exc.code, "message": exc.message}
-        self._send(status, json.dumps(result, separators=(",", ":"), default=str).encode(), "application/json",
+    def _send_control_error(self, exc: ControlError, request_id: str) -> None:
+        payload = {"error": exc.code, "message": exc.message}
+        self._send(exc.status, json.dumps(payload, separators=(",", ":"), default=str).encode(), "application/json",
                    request_id)
 
     def _send_aws_error(self, exc: errors.AwsError, sagemaker: bool, request_id: str) -> None:
         if sagemaker:
-            # JSON 1.1: the code travels in __type; client errors are 400 (A2I-NOTES 1.4).
+            # JSON 1.1: the code travels in __type; client errors are 400
+            # (docs/a2i-local.md, behaviour notes §1.4).
             status = exc.status if exc.status >= 500 else 400
             payload = {"__type": exc.code, "Message": exc.message}
             content_type = _SAGEMAKER_JSON
@@ -334,34 +281,3 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.wfile.write(head.encode("latin-1") + body)  # one sendall (wbufsize is 0)
 
-
-def _route_runtime(method: str, path: str) -> tuple[str, str | None]:
-    """(operation, loop name) for a runtime request; NotFoundRoute when nothing matches."""
-    if path in ("/human-loops", "/human-loops/"):
-        if method == "GET":
-            return "ListHumanLoops", None
-        if method == "POST":
-            return "StartHumanLoop", None
-    elif path.startswith("/human-loops/"):
-        rest = path[len("/human-loops/"):]
-        if rest and "/" not in rest:
-            if method == "POST" and rest == "stop":
-                return "StopHumanLoop", None
-            if method == "GET":
-                return "DescribeHumanLoop", unquote(rest)
-            if method == "DELETE":
-                return "DeleteHumanLoop", unquote(rest)
-    raise errors.NotFoundRoute(f"No A2I operation matches {method} {path}.")
-
-
-def _run_runtime(app: A2ILocalServer, operation: str, name: str | None, query: str, body: bytes) -> dict | str:
-    store = app.store
-    if operation == "ListHumanLoops":
-        return handlers_runtime.list_human_loops(store, app.codec, dict(parse_qsl(query, keep_blank_values=True)))
-    if operation == "DescribeHumanLoop":
-        return handlers_runtime.describe_human_loop(store, name)
-    if operation == "StartHumanLoop":
-        return handlers_runtime.start_human_loop(store, body)
-    if operation == "StopHumanLoop":
-        return handlers_runtime.stop_human_loop(store, body)
-    return handlers_runtime.delete_human_loop(store, name)

@@ -1,10 +1,10 @@
-"""State and rules of A2I Local: human loops and flow definitions in SQLite.
+"""State and rules of A2I Local: human loops (and, through FlowDefinitions, flow definitions) in SQLite.
 
 One connection guarded by one lock: every statement is short (an index lookup or a
 range scan of at most 101 rows), so serialising them is simpler than per-thread
 connections and still far below the latency budget. Times are integer milliseconds.
 
-Loop lifecycle (A2I-NOTES 3):
+Loop lifecycle (docs/a2i-local.md, behaviour notes §3):
     InProgress -> Completed           complete_loop (control API, workforce)
     InProgress -> Failed              fail_loop, or expiry (FailureCode Expired)
     InProgress -> Stopping -> Stopped stop_human_loop, then options.stop_delay_seconds
@@ -16,6 +16,7 @@ Failed or Stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -26,18 +27,20 @@ from datetime import datetime
 
 from . import errors, output
 from .config import Options
-from .flowdefs import FlowDefinitionMixin, FlowDefinitionRecord
-from .schema import _FAR, _LIST_SQL, connect, list_params
-from .timestamps import format_iso_ms, ms_to_datetime
+from .flowdefs import FlowDefinitions
+from .records import LOOP_COLUMNS, FlowDefinitionRecord, LoopRecord
+from .schema import FAR, LIST_LOOPS_SQL, connect, list_params
+from .seed import seed_connection
+from .timestamps import ms_to_datetime
+from .validation import FAILURE_CODES
 
 log = logging.getLogger(__name__)
 
 TERMINAL = ("Completed", "Failed", "Stopped")
 EXPIRED_REASON = "The human loop expired: TaskAvailabilityLifetimeInSeconds passed before it was completed."
 
-_LOOP_COLUMNS = "id, name, flow_definition_id, status, creation_ms, failure_code, failure_reason"
 
-class Store(FlowDefinitionMixin):
+class Store:
     def __init__(self, options: Options):
         self.options = options
         self._lock = threading.RLock()
@@ -47,7 +50,7 @@ class Store(FlowDefinitionMixin):
         self._next_due_ms = 0  # earliest due_ms of any loop; process_due skips SQL before it
         self._completing: set[int] = set()  # loops whose output.json is being written
         self.token_key = self._load_token_key()
-        self._load_flow_definitions()
+        self.flow_definitions = FlowDefinitions(self._db, self._lock, options, self.now_ms)
 
     # -- infrastructure --------------------------------------------------------------------
 
@@ -99,7 +102,7 @@ class Store(FlowDefinitionMixin):
             self._db.execute("DELETE FROM flow_definitions")
             self._clock_offset_ms = 0
             self._next_due_ms = 0
-            self._load_flow_definitions()
+            self.flow_definitions.reload()
 
     def count_loops(self) -> int:
         with self._lock:
@@ -109,42 +112,43 @@ class Store(FlowDefinitionMixin):
         """The query plan of the ListHumanLoops statement (tests assert it uses loops_list)."""
         with self._lock:
             fd = FlowDefinitionRecord(1, "x", "arn", 0, 0, 1, "s3://b", "{}")
-            rows = self._db.execute("EXPLAIN QUERY PLAN " + _LIST_SQL[sort_order],
+            rows = self._db.execute("EXPLAIN QUERY PLAN " + LIST_LOOPS_SQL[sort_order],
                                     list_params(fd, sort_order, None, None, (10**12, 5), 101))
-            return [row[3] for row in rows]
+            return [detail for _id, _parent, _unused, detail in rows]
 
     # -- loop dicts --------------------------------------------------------------------------
-
-    def output_uri(self, fd: FlowDefinitionRecord, name: str, creation_ms: int) -> str:
-        """``<S3OutputPath>/<flow-definition-name>/YYYY/MM/DD/hh/mm/ss/<loop-name>/output.json`` (UTC)."""
-        stamp = format_iso_ms(creation_ms)  # 2022-04-24T20:14:22.850Z
-        parts = f"{stamp[0:4]}/{stamp[5:7]}/{stamp[8:10]}/{stamp[11:13]}/{stamp[14:16]}/{stamp[17:19]}"
-        return f"{fd.output_path}/{fd.name}/{parts}/{name}/output.json"
 
     def loop_arn(self, name: str) -> str:
         return f"arn:aws:sagemaker:{self.options.region}:{self.options.account_id}:human-loop/{name}"
 
-    def _loop_dict(self, row) -> dict:
+    def _loop_dict(self, loop: LoopRecord) -> dict:
         """DescribeHumanLoop's keys (the contract for listeners and the workforce)."""
-        _id, name, fd_id, status, creation_ms, failure_code, failure_reason = row
-        fd = self._fd_by_id[fd_id]
+        fd = self.flow_definitions.by_id(loop.flow_definition_id)
         return {
-            "HumanLoopName": name,
-            "HumanLoopArn": self.loop_arn(name),
-            "HumanLoopStatus": status,
-            "CreationTime": ms_to_datetime(creation_ms),
-            "CreationTimeMs": creation_ms,
-            "FailureReason": failure_reason,
-            "FailureCode": failure_code,
+            "HumanLoopName": loop.name,
+            "HumanLoopArn": self.loop_arn(loop.name),
+            "HumanLoopStatus": loop.status,
+            "CreationTime": ms_to_datetime(loop.creation_ms),
+            "CreationTimeMs": loop.creation_ms,
+            "FailureReason": loop.failure_reason,
+            "FailureCode": loop.failure_code,
             "FlowDefinitionArn": fd.arn,
-            "OutputS3Uri": self.output_uri(fd, name, creation_ms),
+            "OutputS3Uri": output.output_uri(fd.output_path, fd.name, loop.name, loop.creation_ms),
         }
 
-    def _get_row(self, name: str):
-        row = self._db.execute(f"SELECT {_LOOP_COLUMNS} FROM loops WHERE name = ?", (name,)).fetchone()
-        if row is None:
+    def _find(self, name: str) -> LoopRecord | None:
+        row = self._db.execute(f"SELECT {LOOP_COLUMNS} FROM loops WHERE name = ?", (name,)).fetchone()
+        return None if row is None else LoopRecord(*row)
+
+    def _get(self, name: str) -> LoopRecord:
+        loop = self._find(name)
+        if loop is None:
             raise errors.ResourceNotFoundException(f"Human loop '{name}' does not exist.")
-        return row
+        return loop
+
+    def _loops_where(self, condition: str, params: tuple) -> list[LoopRecord]:
+        rows = self._db.execute(f"SELECT {LOOP_COLUMNS} FROM loops WHERE {condition}", params).fetchall()
+        return [LoopRecord(*row) for row in rows]
 
     # -- runtime operations -----------------------------------------------------------------
 
@@ -160,17 +164,19 @@ class Store(FlowDefinitionMixin):
         classifiers = json.dumps(sorted(content_classifiers)) if content_classifiers is not None else None
         with self._lock:
             now = self.now_ms()
-            fd = self._fd_by_arn.get(flow_definition_arn)
+            fd = self.flow_definitions.by_arn(flow_definition_arn)
             if fd is None:
                 raise errors.ValidationException(f"Flow definition '{flow_definition_arn}' does not exist.")
             if fd.active_at_ms > now:
                 raise errors.ValidationException(
                     f"Flow definition '{flow_definition_arn}' is not Active (status: Initializing).")
-            existing = self._db.execute(
-                f"SELECT {_LOOP_COLUMNS}, input_content, classifiers FROM loops WHERE name = ?", (name,)).fetchone()
+            existing = self._find(name)
             if existing is not None:
-                if existing[2] == fd.id and existing[7] == input_content and existing[8] == classifiers:
-                    return self._loop_dict(existing[:7])
+                stored_input, stored_classifiers = self._db.execute(
+                    "SELECT input_content, classifiers FROM loops WHERE id = ?", (existing.id,)).fetchone()
+                if (existing.flow_definition_id == fd.id and stored_input == input_content
+                        and stored_classifiers == classifiers):
+                    return self._loop_dict(existing)
                 raise errors.ConflictException(
                     f"A human loop named '{name}' already exists with different input data.")
             limit = self.options.max_active_loops
@@ -186,11 +192,11 @@ class Store(FlowDefinitionMixin):
                 "VALUES (?, ?, 'InProgress', ?, ?, ?, ?)",
                 (name, fd.id, now, due, input_content, classifiers))
             self._next_due_ms = min(self._next_due_ms, due)
-            return self._loop_dict((cur.lastrowid, name, fd.id, "InProgress", now, None, None))
+            return self._loop_dict(LoopRecord(cur.lastrowid, name, fd.id, "InProgress", now, None, None))
 
     def describe_human_loop(self, name: str) -> dict:
         with self._lock:
-            return self._loop_dict(self._get_row(name))
+            return self._loop_dict(self._get(name))
 
     def list_human_loops(self, flow_definition_arn: str, *, after_ms: int | None, before_ms: int | None,
                          sort_order: str, max_results: int, position: tuple[int, int] | None):
@@ -201,36 +207,37 @@ class Store(FlowDefinitionMixin):
         row, or None on the last page. Unknown flow definition -> ResourceNotFoundException.
         """
         with self._lock:
-            fd = self._fd_by_arn.get(flow_definition_arn)
+            fd = self.flow_definitions.by_arn(flow_definition_arn)
             if fd is None:
                 raise errors.ResourceNotFoundException(f"Flow definition '{flow_definition_arn}' does not exist.")
-            rows = self._db.execute(_LIST_SQL[sort_order], list_params(
+            rows = self._db.execute(LIST_LOOPS_SQL[sort_order], list_params(
                 fd, sort_order, after_ms, before_ms, position, max_results + 1)).fetchall()
         if len(rows) > max_results:
-            last = rows[max_results - 1]
-            return [row[2] for row in rows[:max_results]], (last[1], last[0])
-        return [row[2] for row in rows], None
+            last_id, last_creation_ms, _ = rows[max_results - 1]
+            return [summary for _id, _creation_ms, summary in rows[:max_results]], (last_creation_ms, last_id)
+        return [summary for _id, _creation_ms, summary in rows], None
 
     def stop_human_loop(self, name: str) -> dict:
         """InProgress -> Stopping (-> Stopped after options.stop_delay_seconds; at once when 0).
 
-        Any other status raises ValidationException (A2I-NOTES 1.3, UNSETTLED: our choice).
+        Any other status raises ValidationException: AWS leaves this unsettled, it is our
+        choice (docs/a2i-local.md, behaviour notes §1.3).
         """
         stopped = None
         with self._lock:
-            row = self._get_row(name)
-            if row[3] != "InProgress":
+            loop = self._get(name)
+            if loop.status != "InProgress":
                 raise errors.ValidationException(
-                    f"Human loop '{name}' is {row[3]}; only a human loop that is InProgress can be stopped.")
+                    f"Human loop '{name}' is {loop.status}; only a human loop that is InProgress can be stopped.")
             delay_ms = int(self.options.stop_delay_seconds * 1000)
             if delay_ms <= 0:
-                self._db.execute("UPDATE loops SET status = 'Stopped', due_ms = NULL WHERE id = ?", (row[0],))
-                stopped = self._loop_dict((*row[:3], "Stopped", *row[4:]))
+                self._db.execute("UPDATE loops SET status = 'Stopped', due_ms = NULL WHERE id = ?", (loop.id,))
+                stopped = self._loop_dict(dataclasses.replace(loop, status="Stopped"))
             else:
                 due = self.now_ms() + delay_ms
-                self._db.execute("UPDATE loops SET status = 'Stopping', due_ms = ? WHERE id = ?", (due, row[0]))
+                self._db.execute("UPDATE loops SET status = 'Stopping', due_ms = ? WHERE id = ?", (due, loop.id))
                 self._next_due_ms = min(self._next_due_ms, due)
-            result = self._loop_dict(self._get_row(name))
+            result = self._loop_dict(self._get(name))
         if stopped:
             self._notify([stopped])
         return result
@@ -238,12 +245,12 @@ class Store(FlowDefinitionMixin):
     def delete_human_loop(self, name: str) -> None:
         """Remove a Completed, Failed or Stopped loop; its name becomes free. Else ValidationException."""
         with self._lock:
-            row = self._get_row(name)
-            if row[3] not in TERMINAL:
+            loop = self._get(name)
+            if loop.status not in TERMINAL:
                 raise errors.ValidationException(
-                    f"Human loop '{name}' is {row[3]}; only a human loop that is Completed, Failed or Stopped "
+                    f"Human loop '{name}' is {loop.status}; only a human loop that is Completed, Failed or Stopped "
                     "can be deleted. Stop it first.")
-            self._db.execute("DELETE FROM loops WHERE id = ?", (row[0],))
+            self._db.execute("DELETE FROM loops WHERE id = ?", (loop.id,))
 
     # -- transitions made by the control API, the workforce and the clock ---------------------
 
@@ -257,70 +264,53 @@ class Store(FlowDefinitionMixin):
         conditional on the loop still being InProgress (a stop or expiry may win the race).
         """
         with self._lock:
-            row = self._get_row(name)
-            if row[3] != "InProgress":
-                raise errors.InvalidLoopState(f"Human loop '{name}' is {row[3]}; only an InProgress loop can be completed.")
+            record = self._get(name)
+            if record.status != "InProgress":
+                raise errors.InvalidLoopState(
+                    f"Human loop '{name}' is {record.status}; only an InProgress loop can be completed.")
             # Claim the loop so a concurrent complete cannot overwrite this output.json.
-            if row[0] in self._completing:
+            if record.id in self._completing:
                 raise errors.InvalidLoopState(f"Human loop '{name}' is already being completed.")
-            self._completing.add(row[0])
-            input_content = self._db.execute("SELECT input_content FROM loops WHERE id = ?", (row[0],)).fetchone()[0]
-            loop = self._loop_dict(row)
+            self._completing.add(record.id)
+            input_content = self._db.execute(
+                "SELECT input_content FROM loops WHERE id = ?", (record.id,)).fetchone()[0]
+            loop = self._loop_dict(record)
             now = self.now_ms()
         try:
-            self._write_output(loop, row[4], now, input_content, answer_content, worker_id, time_spent_seconds)
+            document = output.answer_document(
+                loop, input_content=input_content, answer_content=answer_content, now_ms=now,
+                worker_id=worker_id, time_spent_seconds=time_spent_seconds, region=self.options.region)
+            output.write_output(self.options, loop["OutputS3Uri"], document)
             with self._lock:
                 cur = self._db.execute(
                     "UPDATE loops SET status = 'Completed', due_ms = NULL WHERE id = ? AND status = 'InProgress'",
-                    (row[0],))
+                    (record.id,))
                 if cur.rowcount == 0:
                     raise errors.InvalidLoopState(f"Human loop '{name}' changed state while its output was written.")
         finally:
             with self._lock:
-                self._completing.discard(row[0])
+                self._completing.discard(record.id)
         loop["HumanLoopStatus"] = "Completed"
         self._notify([loop])
         return loop
 
-    def _write_output(self, loop: dict, creation_ms: int, now: int, input_content: str, answer_content: dict,
-                      worker_id: str | None, time_spent_seconds: float | None) -> None:
-        """Build output.json (A2I-NOTES 3, custom task type) and PUT it at the loop's OutputS3Uri."""
-        spent = 0.0 if time_spent_seconds is None else float(time_spent_seconds)
-        document = {
-            "flowDefinitionArn": loop["FlowDefinitionArn"],
-            "humanAnswers": [{
-                "answerContent": answer_content,
-                "acceptanceTime": format_iso_ms(max(creation_ms, now - int(spent * 1000))),
-                "submissionTime": format_iso_ms(now),
-                "timeSpentInSeconds": spent,
-                "workerId": worker_id or "a2i-local-worker",
-                "workerMetadata": {"identityData": {
-                    "identityProviderType": "Cognito",
-                    "issuer": f"https://cognito-idp.{self.options.region}.amazonaws.com/{self.options.region}_a2ilocal",
-                    "sub": worker_id or "a2i-local-worker"}},
-            }],
-            "humanLoopName": loop["HumanLoopName"],
-            "inputContent": json.loads(input_content),
-        }
-        output.write_output(self.options, loop["OutputS3Uri"], document)
-
     def fail_loop(self, name: str, failure_code: str, failure_reason: str) -> dict:
         """InProgress -> Failed with the given FailureCode (ValidationError|Expired|InternalError)."""
-        from .validation import FAILURE_CODES
-
         if failure_code not in FAILURE_CODES:
             raise errors.ValidationException(
                 f"FailureCode '{failure_code}' is not one of {', '.join(FAILURE_CODES)}.")
         if not isinstance(failure_reason, str) or not 1 <= len(failure_reason) <= 1024:
             raise errors.ValidationException("FailureReason must be a string of 1 to 1024 characters.")
         with self._lock:
-            row = self._get_row(name)
-            if row[3] != "InProgress":
-                raise errors.InvalidLoopState(f"Human loop '{name}' is {row[3]}; only an InProgress loop can be failed.")
+            record = self._get(name)
+            if record.status != "InProgress":
+                raise errors.InvalidLoopState(
+                    f"Human loop '{name}' is {record.status}; only an InProgress loop can be failed.")
             self._db.execute(
                 "UPDATE loops SET status = 'Failed', failure_code = ?, failure_reason = ?, due_ms = NULL WHERE id = ?",
-                (failure_code, failure_reason, row[0]))
-            loop = self._loop_dict((*row[:3], "Failed", row[4], failure_code, failure_reason))
+                (failure_code, failure_reason, record.id))
+            loop = self._loop_dict(dataclasses.replace(
+                record, status="Failed", failure_code=failure_code, failure_reason=failure_reason))
         self._notify([loop])
         return loop
 
@@ -338,23 +328,20 @@ class Store(FlowDefinitionMixin):
         with self._lock:
             now = self.now_ms()
             while True:
-                expired = self._db.execute(
-                    f"SELECT {_LOOP_COLUMNS} FROM loops WHERE status = 'InProgress' AND due_ms <= ? LIMIT 500",
-                    (now,)).fetchall()
-                stopping = self._db.execute(
-                    f"SELECT {_LOOP_COLUMNS} FROM loops WHERE status = 'Stopping' AND due_ms <= ? LIMIT 500",
-                    (now,)).fetchall()
+                expired = self._loops_where("status = 'InProgress' AND due_ms <= ? LIMIT 500", (now,))
+                stopping = self._loops_where("status = 'Stopping' AND due_ms <= ? LIMIT 500", (now,))
                 if not expired and not stopping:
                     break
                 self._db.execute("BEGIN")
-                for row in expired:
+                for record in expired:
                     self._db.execute(
                         "UPDATE loops SET status = 'Failed', failure_code = 'Expired', failure_reason = ?, "
-                        "due_ms = NULL WHERE id = ?", (EXPIRED_REASON, row[0]))
-                    changed.append(self._loop_dict((*row[:3], "Failed", row[4], "Expired", EXPIRED_REASON)))
-                for row in stopping:
-                    self._db.execute("UPDATE loops SET status = 'Stopped', due_ms = NULL WHERE id = ?", (row[0],))
-                    changed.append(self._loop_dict((*row[:3], "Stopped", *row[4:])))
+                        "due_ms = NULL WHERE id = ?", (EXPIRED_REASON, record.id))
+                    changed.append(self._loop_dict(dataclasses.replace(
+                        record, status="Failed", failure_code="Expired", failure_reason=EXPIRED_REASON)))
+                for record in stopping:
+                    self._db.execute("UPDATE loops SET status = 'Stopped', due_ms = NULL WHERE id = ?", (record.id,))
+                    changed.append(self._loop_dict(dataclasses.replace(record, status="Stopped")))
                 self._db.execute("COMMIT")
             self._next_due_ms = self._earliest_due()
         self._notify(changed)
@@ -364,24 +351,20 @@ class Store(FlowDefinitionMixin):
         values = [self._db.execute("SELECT min(due_ms) FROM loops WHERE status = ?", (status,)).fetchone()[0]
                   for status in ("InProgress", "Stopping")]
         values = [v for v in values if v is not None]
-        return min(values) if values else _FAR
+        return min(values) if values else FAR
 
     def in_progress_loops(self, limit: int) -> list[dict]:
         """The oldest InProgress loops (dicts with HumanLoopName, FlowDefinitionArn, CreationTime, ...)."""
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_LOOP_COLUMNS} FROM loops WHERE status = 'InProgress' ORDER BY creation_ms LIMIT ?",
-                (limit,)).fetchall()
-            return [self._loop_dict(row) for row in rows]
+            records = self._loops_where("status = 'InProgress' ORDER BY creation_ms LIMIT ?", (limit,))
+            return [self._loop_dict(record) for record in records]
 
     def seed(self, flow_definitions: int, loops: int, random_seed: int = 0) -> list[str]:
         """Bulk-insert flow definitions and loops (see seed.py); returns the flow-definition ARNs."""
-        from .seed import seed_connection
-
         with self._lock:
             arns = seed_connection(self._db, region=self.options.region, account_id=self.options.account_id,
                                    flow_definitions=flow_definitions, loops=loops, random_seed=random_seed,
                                    now_ms=self.now_ms())
-            self._load_flow_definitions()
+            self.flow_definitions.reload()
             self._next_due_ms = self._earliest_due()
         return arns

@@ -13,8 +13,9 @@ import re
 
 from . import errors
 
-# Patterns exactly as the botocore service models print them (A2I-NOTES 1.2 and 5); AWS
-# matches the whole value, so they are applied with fullmatch and compiled once.
+# Patterns exactly as the botocore service models print them (docs/a2i-local.md, behaviour
+# notes §1.2 and §5); AWS matches the whole value, so they are applied with fullmatch and
+# compiled once.
 HUMAN_LOOP_NAME = "^[a-z0-9](-*[a-z0-9])*$"
 FLOW_DEFINITION_ARN = r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:flow-definition/.*"
 FLOW_DEFINITION_NAME = "[a-z0-9](-*[a-z0-9]){0,62}"

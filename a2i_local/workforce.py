@@ -1,4 +1,4 @@
-"""A simulated workforce that makes a local A2I look alive (issue 2, item 8).
+"""A simulated workforce that makes a local A2I look alive.
 
 Off by default (`--workforce` turns it on; `make run` does). Every
 `workforce_tick_seconds` the daemon thread:
@@ -213,7 +213,7 @@ class Workforce:
         wanted = min(MAX_STARTS_PER_TICK, poisson(self._rng, rate * elapsed))
         if not wanted:
             return
-        arns = self.store.active_flow_definition_arns()
+        arns = self.store.flow_definitions.active_arns()
         if not arns:
             return
         for _ in range(wanted):

@@ -40,9 +40,9 @@ from urllib.parse import urlencode
 
 import boto3
 import botocore.session
-import ciso8601
 from botocore.config import Config
-from botocore.utils import parse_timestamp as botocore_parse_timestamp
+
+from loops.a2i import parse_timestamp
 
 RESULTS = Path(__file__).resolve().parent / "results" / "a2i_local.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,16 +104,6 @@ def start_server(db: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("server did not come up within 120 s")
 
 
-def parse_timestamp_fast(value):
-    """ciso8601 for ISO-8601 strings, botocore's parser otherwise: what loops/a2i.py installs."""
-    if isinstance(value, str):
-        try:
-            return ciso8601.parse_datetime(value)
-        except ValueError:
-            pass
-    return botocore_parse_timestamp(value)
-
-
 def process_cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process (Linux /proc), None elsewhere.
 
@@ -131,7 +121,8 @@ def boto_client(service: str, url: str, *, fast_timestamps: bool = False):
     session = None
     if fast_timestamps:
         core = botocore.session.get_session()
-        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp_fast)
+        # The dashboard's own parser (loops/a2i.py installs it the same way).
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
         session = boto3.session.Session(botocore_session=core)
     return (session or boto3).client(
         service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",

@@ -25,7 +25,7 @@ def test_list_query_plan_searches_the_loops_list_index(seeded_store, sort_order)
 
 def test_seed_creates_active_flow_definitions_and_every_status_and_failure_code(seeded_store):
     store, arns = seeded_store
-    assert len(arns) == 3 and sorted(store.active_flow_definition_arns()) == sorted(arns)
+    assert len(arns) == 3 and sorted(store.flow_definitions.active_arns()) == sorted(arns)
     mix = dict(((status, code), n) for status, code, n in store._db.execute(
         "SELECT status, failure_code, count(*) FROM loops GROUP BY 1, 2"))
     assert sum(mix.values()) == 20_000
