@@ -141,8 +141,8 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def seed(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .seed import seed_connection
     from .schema import connect
+    from .seed import seed_connection
 
     if args.flow_definitions < 1:
         parser.error("--flow-definitions must be at least 1")

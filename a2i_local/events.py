@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 
 def format_event_time(moment: datetime) -> str:
     """EventBridge's `time`: UTC, seconds precision, `Z` (e.g. 2019-11-14T17:49:25Z)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_creation_time(value: datetime | str) -> str:
@@ -45,8 +45,8 @@ def format_creation_time(value: datetime | str) -> str:
     if isinstance(value, str):
         return value  # already on the wire format
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
@@ -66,7 +66,7 @@ def build_event(loop: dict[str, Any], *, region: str, account_id: str, now: date
         "detail-type": DETAIL_TYPE,
         "source": SOURCE,
         "account": account_id,
-        "time": format_event_time(now or datetime.now(timezone.utc)),
+        "time": format_event_time(now or datetime.now(UTC)),
         "region": region,
         "resources": [loop["HumanLoopArn"]],
         "detail": {
@@ -122,7 +122,7 @@ class EventSender:
             heapq.heappush(self._heap, (time.monotonic(), next(self._seq), 1, event))
             self._cond.notify()
 
-    def start(self) -> "EventSender":
+    def start(self) -> EventSender:
         with self._cond:
             self._stopping = False
         self._thread = threading.Thread(target=self._run, name="a2i-local-events", daemon=True)

@@ -56,7 +56,7 @@ def control_error(exc: errors.AwsError) -> ControlError:
 
 
 def no_route(method: str, path: str) -> ControlError:
-    return ControlError(404, "NotFound", f"No control route {method} {path}. See the A2I Local section of README.md.")
+    return ControlError(404, "NotFound", f"No control route {method} {path}. See docs/a2i-local.md (control API).")
 
 
 def _body(raw: bytes) -> dict:

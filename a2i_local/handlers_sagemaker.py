@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from . import errors, validation as v
+from . import errors
+from . import validation as v
 from .records import FlowDefinitionRecord
 from .request import Request
 from .timestamps import parse_time

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from . import errors, handlers_local as control, handlers_runtime as runtime, handlers_sagemaker as sagemaker
+from . import errors
+from . import handlers_local as control
+from . import handlers_runtime as runtime
+from . import handlers_sagemaker as sagemaker
 from .request import Request
 
 if TYPE_CHECKING:

@@ -22,7 +22,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import errors, routes
-from .config import VERSION as __version__, Options
+from .config import VERSION as __version__
+from .config import Options
 from .events import EventSender
 from .faults import Faults
 from .handlers_local import ControlError, control_error

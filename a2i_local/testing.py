@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-
-import logging
 
 import pytest
 

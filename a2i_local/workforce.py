@@ -142,7 +142,7 @@ class Workforce:
         self._last_start_tick: float | None = None
         self.totals = {"completed": 0, "failed": 0, "started": 0, "skipped": 0}
 
-    def start(self) -> "Workforce":
+    def start(self) -> Workforce:
         self._stop.clear()
         self._last_start_tick = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="a2i-local-workforce", daemon=True)

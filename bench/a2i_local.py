@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlencode
@@ -156,7 +156,7 @@ def measure_raw(url: str, arns: list[str], requests: int, rng: random.Random) ->
     """Random pages along NextToken chains over one keep-alive connection."""
     port = int(url.rsplit(":", 1)[1])
     connection = http.client.HTTPConnection("127.0.0.1", port)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     samples: list[float] = []
     by_kind: dict[str, list[float]] = {"no_time_filter": [], "creation_time_before": [], "creation_time_after": []}
     loops_seen = 0
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results: dict = {
         "benchmark": "a2i_local",
-        "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
         "loops": args.loops,

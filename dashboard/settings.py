@@ -1,7 +1,7 @@
 """Settings for the A2I loop dashboard: one module, driven by environment variables.
 
 Every variable has a safe local default (SQLite under var/, DEBUG on, Redis on
-localhost). `.env.example` and the README list them all. AWS endpoints, region
+localhost). `.env.example` and docs/configuration.md list them all. AWS endpoints, region
 and credentials are *not* configured here: boto3 reads its own standard
 variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME, AWS_PROFILE,
 ...) so pointing the product at A2I Local or at AWS is configuration only.

@@ -36,7 +36,7 @@ def assert_aws_error(excinfo, code, status):
 
 
 def test_faults_are_off_by_default(a2i, client, flow_arn):
-    for n in range(20):
+    for _ in range(20):
         client.list_human_loops(FlowDefinitionArn=flow_arn)
     assert a2i.options.throttle_tps is None
     assert a2i.options.error_rate == 0.0

@@ -15,7 +15,7 @@ def test_no_skip_no_repeat_under_concurrent_starts_and_deletes(a2i, flow_arn, so
     stable = [f"stable-{n:03d}" for n in range(150)]
     doomed = [f"doomed-{n:03d}" for n in range(60)]
     # Interleave them so deletions land before, inside and after each page boundary.
-    for s_name, d_name in zip(stable, doomed + [None] * len(stable)):
+    for s_name, d_name in zip(stable, doomed + [None] * (len(stable) - len(doomed)), strict=True):
         start(setup, flow_arn, s_name)
         if d_name:
             start(setup, flow_arn, d_name)
