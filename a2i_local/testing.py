@@ -26,6 +26,7 @@ from collections.abc import Iterator
 import pytest
 
 from .config import Options
+from .endpoints import boto3_environ
 from .server import A2ILocalServer
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -52,6 +53,10 @@ class A2ILocal:
         self.region = server.options.region
         self.account_id = server.options.account_id
         self._clients: dict = {}
+
+    def environ(self, **kwargs) -> dict[str, str]:
+        """boto3_environ() for this server and its S3."""
+        return boto3_environ(self.url, self.s3_url, self.region, **kwargs)
 
     def client(self, service_name: str, **config_kwargs):
         """A real boto3 client for "sagemaker-a2i-runtime", "sagemaker" or "s3" against this server."""

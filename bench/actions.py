@@ -21,28 +21,15 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench.common import empty_database, ensure_database
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "actions.json"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/actions_bench"
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "--skip-checks", "-v0"],
-        env={**os.environ, "DATABASE_URL": url}, check=True, cwd=ROOT,
-    )
 
 
 def main(argv=None) -> int:
@@ -68,11 +55,7 @@ def main(argv=None) -> int:
         for key in list(os.environ):
             if key.startswith("AWS_"):
                 del os.environ[key]
-        os.environ.update(
-            AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME=a2i.url, AWS_ENDPOINT_URL_SAGEMAKER=a2i.url,
-            AWS_ENDPOINT_URL_S3=a2i.s3_url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-            AWS_DEFAULT_REGION=a2i.region,
-        )
+        os.environ.update(a2i.environ(credentials="bench"))
         result = run(a2i, args)
 
     result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
@@ -94,7 +77,6 @@ def main(argv=None) -> int:
 def run(a2i, args) -> dict:
     from django.contrib.auth.models import User
 
-    from bench.sync import empty_database
     from loops import a2i as a2i_api
     from loops.models import FlowDefinition, HumanLoop, LoopAction
     from loops.services import actions

@@ -41,22 +41,14 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from bench.common import ensure_database
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "dashboard.json"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_dash"
 FLOW_DEFINITIONS = 10
 ACCOUNT = "123456789012"
 TARGETS_MS = {"list_first_page": 50, "list_fd_status_7d": 50, "list_deep_page": 50, "overview": 100}
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def setup_django(url: str) -> None:
@@ -70,9 +62,6 @@ def setup_django(url: str) -> None:
     # DEBUG would log every query in memory (and slow each one); production runs without it.
     settings.DEBUG = False
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def fill(loops: int) -> dict:

@@ -30,37 +30,14 @@ import threading
 import time
 from pathlib import Path
 
+from bench.common import empty_database, ensure_database
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "sync.json"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench"
 
 
 # --- parent: A2I Local, database, orchestration ----------------------------------
-
-
-def ensure_database(url: str) -> None:
-    """Create the benchmark database if needed, and migrate it."""
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "--skip-checks", "-v0"],
-        env={**os.environ, "DATABASE_URL": url}, check=True, cwd=ROOT,
-    )
-
-
-def empty_database(url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "TRUNCATE loops_humanloopstatuschange, loops_loopaction, loops_loopactionbatch, loops_humanloop, "
-            "loops_syncrun, loops_workerheartbeat, loops_flowdefinition RESTART IDENTITY CASCADE"
-        )
 
 
 def child(phase: str, env: dict, *args: str) -> dict:
@@ -82,13 +59,8 @@ def child_env(a2i, database_url: str) -> dict:
         DEBUG="false",
         SECRET_KEY="benchmark-only",
         LOG_LEVEL="WARNING",
-        AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME=a2i.url,
-        AWS_ENDPOINT_URL_SAGEMAKER=a2i.url,
-        AWS_ENDPOINT_URL_S3=a2i.s3_url,
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION=a2i.region,
         A2I_REGIONS=a2i.region,
+        **a2i.environ(credentials="bench"),
     )
     return env
 

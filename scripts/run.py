@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from a2i_local.endpoints import boto3_environ
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
@@ -151,13 +153,9 @@ def build_env() -> tuple[dict[str, str], str]:
     env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'dashboard.sqlite3'}")
     # boto3 reads these itself: the dashboard talks to A2I Local and moto exactly as
     # it would to AWS. A value the user already set wins.
-    a2i_url, s3_url = f"http://{HOST}:{A2I_PORT}", f"http://{HOST}:{S3_PORT}"
-    env.setdefault("AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME", a2i_url)
-    env.setdefault("AWS_ENDPOINT_URL_SAGEMAKER", a2i_url)
-    env.setdefault("AWS_ENDPOINT_URL_S3", s3_url)
-    env.setdefault("AWS_ACCESS_KEY_ID", "local")
-    env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    local = boto3_environ(f"http://{HOST}:{A2I_PORT}", f"http://{HOST}:{S3_PORT}", "us-east-1", credentials="local")
+    for key, value in local.items():
+        env.setdefault(key, value)
 
     if env.get("CELERY_BROKER_URL"):
         return env, f"CELERY_BROKER_URL={env['CELERY_BROKER_URL']} (as configured)"

@@ -86,12 +86,8 @@ def aws(a2i, monkeypatch, settings):
     standard environment variables, no code changes (a2i_local.testing provides `a2i`).
 
     The actions' own waits are kept short; the behaviour is the same."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME", a2i.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", a2i.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", a2i.s3_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", a2i.region)
+    for key, value in a2i.environ().items():
+        monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     settings.A2I_REGIONS = [a2i.region]
@@ -164,7 +160,7 @@ requires_postgresql = pytest.mark.skipif(
 PASSWORD = "correct horse battery staple"
 
 
-def _group(name: str) -> Group:
+def role_group(name: str) -> Group:
     # The data migration created the groups; a transactional test elsewhere may have
     # flushed them, so rebuild them the same way if needed.
     group, _ = Group.objects.get_or_create(name=name)
@@ -173,34 +169,34 @@ def _group(name: str) -> Group:
     return group
 
 
-def _user(username: str, *, group: str | None = None, superuser: bool = False) -> User:
+def make_user(username: str, *, group: str | None = None, superuser: bool = False) -> User:
     """A user who can log in with PASSWORD; staff (the admin lets each see what its group allows)."""
     if superuser:
         return User.objects.create_superuser(username, f"{username}@example.com", PASSWORD)
     user = User.objects.create_user(username, f"{username}@example.com", PASSWORD, is_staff=True)
     if group:
-        user.groups.add(_group(group))
+        user.groups.add(role_group(group))
     return user
 
 
 @pytest.fixture
 def operator(db) -> User:
-    return _user("olivia-operator", group="operator")
+    return make_user("olivia-operator", group="operator")
 
 
 @pytest.fixture
 def viewer(db) -> User:
-    return _user("victor-viewer", group="viewer")
+    return make_user("victor-viewer", group="viewer")
 
 
 @pytest.fixture
 def auditor(db) -> User:
-    return _user("ada-auditor", group="auditor")
+    return make_user("ada-auditor", group="auditor")
 
 
 @pytest.fixture
 def superuser(db) -> User:
-    return _user("sam-super", superuser=True)
+    return make_user("sam-super", superuser=True)
 
 
 @pytest.fixture

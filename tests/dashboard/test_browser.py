@@ -13,13 +13,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from loops.models import FlowDefinition, HumanLoop, WorkerHeartbeat
 from loops.services.discovery import discover_flow_definitions
 from loops.services.sync import sync_flow_definition
-from tests.conftest import requires_postgresql, save_screenshot
+from tests.conftest import PASSWORD, make_user, requires_postgresql, save_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), requires_postgresql]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -52,7 +51,7 @@ def synced_world(aws):
     fd = FlowDefinition.objects.get(arn=arn)
     assert sync_flow_definition(fd.pk, full=False).outcome == "succeeded"
     WorkerHeartbeat.objects.create(worker="celery@browser-test", last_beat_at=timezone.now())
-    User.objects.create_user("alice", password="correct-horse-battery")
+    make_user("alice", group="viewer")
     return fd
 
 
@@ -61,7 +60,7 @@ def test_log_in_filter_and_read_answers(page, live_server, synced_world, screens
     page.goto(f"{live_server.url}/")
     assert "/accounts/login/" in page.url  # anonymous: sent to the login page
     page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill("correct-horse-battery")
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/")
 
@@ -129,7 +128,7 @@ def test_live_refresh_picks_up_new_loops_and_can_be_paused(page, live_server, sy
     """htmx polls the table fragment every 10 s; unticking the toggle stops it."""
     page.goto(f"{live_server.url}/accounts/login/?next=/loops/%3Fflow_definition%3Dinvoice-review")
     page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill("correct-horse-battery")
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/loops/?flow_definition=invoice-review")
     assert page.locator("table.loops tbody tr").count() == 3
