@@ -227,7 +227,7 @@ def _failure_rate(rule, fds, now):
     failed = Q(to_status=HumanLoopStatus.FAILED) & (Q(loop__failure_code=code) if code else Q())
     rows = (
         ended.order_by().values_list("loop__flow_definition_id")
-        .annotate(ended=Count("*"), failed=Count("*", filter=failed))
+        .annotate(ended=Count("*"), failed=Count("pk", filter=failed))
     )
     figures = {pk: (n_ended, n_failed) for pk, n_ended, n_failed in rows}
     list_window = next((name for name, minutes in LIST_WINDOWS if minutes >= window), "all")
