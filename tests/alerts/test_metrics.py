@@ -135,3 +135,14 @@ def test_metrics_need_a_token_or_an_allowed_address(db, viewer, settings):
     nobody = viewer.__class__.objects.create_user("no-role", password="x")
     _row, token = create_token(nobody, "no role")
     assert anonymous.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 403
+
+
+def test_the_sample_grafana_dashboard_queries_only_metrics_we_export(world, metrics_client):
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"] for name in re.findall(r"a2i_\w+", target["expr"])}
+    exported = {name for name, _labels in scrape(**metrics_client)}
+    assert queried and queried <= exported, queried - exported
