@@ -144,6 +144,8 @@ class AlertState(models.Model):
     summary = models.TextField(blank=True)
     loops = models.JSONField(default=list, blank=True)  # the first loops found: [{"id", "name", "status"}]
     link = models.CharField(max_length=2000, blank=True)  # path of the filtered loop list (or page) showing it
+    # When the finding last changed (an evaluation that finds the same writes nothing; the
+    # rule's last_evaluated_at says when it was last evaluated).
     evaluated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
