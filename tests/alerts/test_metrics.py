@@ -57,7 +57,8 @@ def test_metrics_equal_the_database(world, metrics_client, settings):
             expected = HumanLoop.objects.filter(flow_definition=fd, status=status, deleted_upstream=False).count()
             assert value(samples, "a2i_human_loops", status=status, **labels) == expected, (fd, status)
         if fd.last_sync_succeeded_at:
-            assert value(samples, "a2i_sync_last_success_timestamp_seconds", **labels) == pytest.approx(fd.last_sync_succeeded_at.timestamp())
+            synced = value(samples, "a2i_sync_last_success_timestamp_seconds", **labels)
+            assert synced == pytest.approx(fd.last_sync_succeeded_at.timestamp())
     inv = {"flow_definition": "invoices", "region": "us-east-1"}
     assert value(samples, "a2i_human_loops_expiring", **inv) == 1
     assert value(samples, "a2i_human_loops_expiring", flow_definition="invoices", region="eu-west-1") == 1  # 20 h of 1 d
