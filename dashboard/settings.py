@@ -10,6 +10,7 @@ variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME, AWS_PROFILE
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -212,6 +213,65 @@ A2I_ACTION_THROTTLE_BACKOFF_SECONDS = 1.0
 A2I_ACTION_STOP_WAIT_SECONDS = 120
 A2I_ACTION_POLL_SECONDS = 0.5
 
+# --- Alerts, notifications, metrics --------------------------------------------
+
+# Absolute links in notifications (to the alerts page, the filtered loop list).
+A2I_SITE_URL = env("A2I_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Seconds between evaluations of the alert rules (Celery beat).
+A2I_ALERT_INTERVAL = envint("A2I_ALERT_INTERVAL", "60")
+# A firing rule whose condition clears is held firing this long before it resolves, so a
+# rule that flaps sends one notification per episode instead of one per evaluation.
+A2I_ALERT_HOLD_SECONDS = envint("A2I_ALERT_HOLD_SECONDS", "300")
+# Webhook and Slack deliveries: seconds to connect and to wait for an answer.
+A2I_NOTIFY_TIMEOUT = envint("A2I_NOTIFY_TIMEOUT", "10")
+# A failed delivery is retried this many times in all, waiting 30 s, 60 s, 120 s, ...
+A2I_NOTIFY_MAX_ATTEMPTS = envint("A2I_NOTIFY_MAX_ATTEMPTS", "5")
+A2I_NOTIFY_RETRY_SECONDS = envint("A2I_NOTIFY_RETRY_SECONDS", "30")
+# Addresses (or networks, CIDR) that may read /metrics without a token. Empty: a token is
+# always needed; /metrics is never public by default.
+A2I_METRICS_ALLOW = envlist("A2I_METRICS_ALLOW", "")
+
+
+def email_settings(url: str) -> dict:
+    """Django's e-mail settings from one URL, e.g. smtp+tls://user:password@host:587,
+    smtps://host:465, smtp://host:25, file:///path/to/folder, console://, locmem://."""
+    parts = urlsplit(url)
+    backends = {
+        "smtp": "smtp", "smtp+tls": "smtp", "smtps": "smtp", "submission": "smtp",
+        "file": "filebased", "console": "console", "locmem": "locmem", "dummy": "dummy",
+    }
+    if parts.scheme not in backends:
+        raise ImproperlyConfigured(f"EMAIL_URL scheme must be one of {', '.join(backends)}, got {parts.scheme!r}")
+    values = {"EMAIL_BACKEND": f"django.core.mail.backends.{backends[parts.scheme]}.EmailBackend"}
+    if parts.scheme == "file":
+        values["EMAIL_FILE_PATH"] = unquote(parts.netloc + parts.path)
+    elif backends[parts.scheme] == "smtp":
+        default_port = {"smtps": 465, "smtp+tls": 587, "submission": 587}.get(parts.scheme, 25)
+        values.update(
+            EMAIL_HOST=parts.hostname or "localhost",
+            EMAIL_PORT=parts.port or default_port,
+            EMAIL_HOST_USER=unquote(parts.username or ""),
+            EMAIL_HOST_PASSWORD=unquote(parts.password or ""),
+            EMAIL_USE_TLS=parts.scheme in ("smtp+tls", "submission"),
+            EMAIL_USE_SSL=parts.scheme == "smtps",
+        )
+    return values
+
+
+# E-mail notifications: EMAIL_URL when set, otherwise the usual variables (SMTP).
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "false")
+EMAIL_USE_SSL = False
+# A mail server that does not answer must not hold a worker for long.
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "10")
+if env("EMAIL_URL", ""):
+    globals().update(email_settings(env("EMAIL_URL", "")))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "a2i-dashboard@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # --- Celery ------------------------------------------------------------------
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -266,5 +326,11 @@ CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {
         "task": "loops.tasks.heartbeat",
         "schedule": 15.0,
+    },
+    "evaluate-alerts": {
+        "task": "loops.tasks.evaluate_alerts",
+        "schedule": float(A2I_ALERT_INTERVAL),
+        # A tick that waited longer than one interval is dropped: the next one evaluates afresh.
+        "options": {"expires": float(A2I_ALERT_INTERVAL)},
     },
 }

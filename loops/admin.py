@@ -15,11 +15,18 @@ from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from loops import tasks
 from loops.forms import CONFIRM_SAMPLE, ReasonForm
 from loops.models import (
+    AlertChannel,
+    AlertDelivery,
+    AlertRule,
+    AlertState,
+    AlertTransition,
+    ApiToken,
     FailureCode,
     FlowDefinition,
     HumanLoop,
@@ -29,7 +36,7 @@ from loops.models import (
     SyncRun,
     WorkerHeartbeat,
 )
-from loops.permissions import user_can_run
+from loops.permissions import MANAGE_ALERTS, user_can_run
 from loops.services import actions
 from loops.services import audit as audit_service
 from loops.tables import PlannedLoopTable
@@ -235,3 +242,87 @@ class LoopActionAdmin(ReadOnlyMixin, admin.ModelAdmin):
         response = StreamingHttpResponse(audit_service.iter_audit_csv(queryset.order_by("-created_at", "-id")), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="loop-actions.csv"'
         return response
+
+
+# --- alerts: rules and channels are edited by whoever holds manage_alerts; the rest is a record ---
+
+
+class ManageAlertsMixin:
+    """Add, change and delete with the manage_alerts permission (the operator role), not the model's own."""
+
+    def has_module_permission(self, request):
+        return request.user.has_perm(MANAGE_ALERTS) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(MANAGE_ALERTS) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return request.user.has_perm(MANAGE_ALERTS)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm(MANAGE_ALERTS)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm(MANAGE_ALERTS)
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(ManageAlertsMixin, admin.ModelAdmin):
+    list_display = ("name", "kind", "flow_definition", "enabled", "muted_until", "last_evaluated_at")
+    list_filter = ("kind", "enabled")
+    filter_horizontal = ("channels",)
+    readonly_fields = ("created_by", "created_at", "last_evaluated_at", "evaluation_claimed_until")
+
+
+@admin.register(AlertChannel)
+class AlertChannelAdmin(ManageAlertsMixin, admin.ModelAdmin):
+    list_display = ("name", "kind", "consecutive_failures", "last_attempt_at")
+    list_filter = ("kind",)
+    readonly_fields = ("created_by", "created_at", "consecutive_failures", "last_attempt_at", "last_error")
+
+
+class AlertRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    def has_module_permission(self, request):
+        return request.user.has_perm(MANAGE_ALERTS) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(MANAGE_ALERTS) or super().has_view_permission(request, obj)
+
+
+@admin.register(AlertState)
+class AlertStateAdmin(AlertRecordAdmin):
+    list_display = ("rule", "flow_definition", "status", "episode", "changed_at", "evaluated_at")
+    list_filter = ("status",)
+    list_select_related = ("rule", "flow_definition")
+
+
+@admin.register(AlertTransition)
+class AlertTransitionAdmin(AlertRecordAdmin):
+    list_display = ("created_at", "rule", "flow_definition", "kind", "episode", "muted")
+    list_filter = ("kind", "muted")
+    list_select_related = ("rule", "flow_definition")
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(AlertRecordAdmin):
+    list_display = ("created_at", "channel", "transition", "status", "attempts", "http_status", "error")
+    list_filter = ("status",)
+    list_select_related = ("channel", "transition__rule")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Tokens are created on the "API tokens" page (shown once there); the admin lists and revokes them."""
+
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    exclude = ("digest",)
+    actions = ("revoke_tokens",)
+
+    def has_revoke_permission(self, request):
+        return request.user.is_superuser
+
+    @admin.action(description="Revoke the selected tokens", permissions=["revoke"])
+    def revoke_tokens(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} token{pluralize(count)} revoked.", messages.SUCCESS)

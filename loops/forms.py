@@ -1,4 +1,5 @@
-"""Forms of the stop/delete actions, shared by the dashboard and the admin.
+"""Forms: the stop/delete actions (shared by the dashboard and the admin), alert rules and
+channels, API tokens.
 
 The confirmation of an action is the same everywhere: ReasonForm validates the
 reason (the admin uses it alone, the dashboard through ExecuteForm), and
@@ -7,11 +8,14 @@ templates/loops/actions/_plan.html shows what will happen.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
+from django.core.validators import URLValidator, validate_email
 from django.http import QueryDict
 
 from loops.filters import LoopFilter
-from loops.models import HumanLoop, LoopActionBatch
+from loops.models import AlertChannel, AlertRule, FlowDefinition, HumanLoop, LoopActionBatch
 
 REASON_MAX_LENGTH = 2000
 # How many of the selected loops a confirmation page lists one by one.
@@ -89,3 +93,73 @@ class ReasonForm(forms.Form):
 
 class ExecuteForm(LoopSelectionForm, ReasonForm):
     """The dashboard's confirmation form: the same selection, plus the required reason."""
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+
+class AlertRuleForm(forms.ModelForm):
+    """A rule: its kind, scope and parameters (empty parameters take the kind's defaults)."""
+
+    class Meta:
+        model = AlertRule
+        fields = ["name", "kind", "flow_definition", "share", "count", "minutes", "window_minutes", "failure_code",
+                  "reminder_hours", "channels", "enabled"]
+        widgets = {"channels": forms.CheckboxSelectMultiple}
+        labels = {"flow_definition": "Scope", "count": "Count", "window_minutes": "Window (minutes)",
+                  "reminder_hours": "Remind every (hours)"}
+        help_texts = {"reminder_hours": "While it keeps firing; empty: no reminders."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["flow_definition"].queryset = FlowDefinition.objects.filter(deleted_upstream=False).only("name", "region")
+        self.fields["flow_definition"].empty_label = "All flow definitions (each on its own)"
+        self.fields["channels"].queryset = AlertChannel.objects.all()
+
+    def clean(self):
+        cleaned = super().clean()
+        share = cleaned.get("share")
+        if share is not None and not 0 < share <= 1:
+            self.add_error("share", "A share is between 0 and 1 (0.8 means 80 %).")
+        for name in ("minutes", "window_minutes", "reminder_hours"):
+            if cleaned.get(name) == 0:
+                self.add_error(name, "Leave it empty for the default, or give at least 1.")
+        return cleaned
+
+
+class AlertChannelForm(forms.ModelForm):
+    class Meta:
+        model = AlertChannel
+        fields = ["name", "kind", "target"]
+        labels = {"target": "Addresses or URL"}
+        help_texts = {"target": "E-mail: addresses separated by commas. Webhook and Slack: the URL to POST to."}
+        widgets = {"target": forms.TextInput(attrs={"size": 60})}
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, target = cleaned.get("kind"), (cleaned.get("target") or "").strip()
+        if not kind or not target:
+            return cleaned
+        try:
+            if kind == AlertChannel.Kind.EMAIL:
+                for address in target.split(","):
+                    validate_email(address.strip())
+            else:
+                URLValidator(schemes=["http", "https"])(target)
+        except forms.ValidationError:
+            self.add_error("target", "Give e-mail addresses separated by commas." if kind == AlertChannel.Kind.EMAIL
+                           else "Give an http:// or https:// URL.")
+        cleaned["target"] = target
+        return cleaned
+
+
+MUTE_CHOICES = [("1h", "1 hour"), ("4h", "4 hours"), ("24h", "1 day"), ("7d", "1 week"), ("off", "Unmute")]
+MUTE_DURATIONS = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+
+
+class MuteForm(forms.Form):
+    duration = forms.ChoiceField(choices=MUTE_CHOICES)
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What uses it, e.g. “Grafana” or “nightly export”.")

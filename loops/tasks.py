@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from loops.a2i import A2IUnavailable
 from loops.models import FlowDefinition, FlowDefinitionStatus, LoopActionBatch, WorkerHeartbeat
-from loops.services import actions, discovery, sync
+from loops.services import actions, alerts, discovery, metrics, notify, sync
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +114,34 @@ def dispatch_batch(batch: LoopActionBatch) -> bool:
     actions.execute_batch(batch.pk)
     batch.refresh_from_db()
     return False
+
+
+@shared_task(soft_time_limit=50, time_limit=60)
+def evaluate_alerts() -> dict:
+    """Evaluate the alert rules, hand the new and the lost deliveries to the workers, and roll
+    up the metrics' counters; returns the tick's figures.
+
+    Safe to run twice at once (a second beat by mistake): services.alerts claims each rule,
+    and notify.deliver claims each delivery.
+    """
+    tick = alerts.evaluate_rules()
+    overdue = notify.overdue_deliveries()
+    for delivery_id in dict.fromkeys(tick.deliveries + overdue):
+        deliver_notification.delay(delivery_id)
+    metrics.roll_up_counters()
+    return {"evaluated": tick.evaluated, "skipped": tick.skipped, "transitions": len(tick.transitions),
+            "deliveries": len(tick.deliveries), "overdue": len(overdue)}
+
+
+@shared_task(bind=True, soft_time_limit=60, time_limit=90, max_retries=None)
+def deliver_notification(self, delivery_id: int) -> str:
+    """Send one notification; on failure retry with the backoff notify.deliver decides.
+
+    The number of attempts is bounded by the service (A2I_NOTIFY_MAX_ATTEMPTS), not by Celery.
+    """
+    outcome = notify.deliver(delivery_id)
+    if outcome is None:
+        return "nothing to do"
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status

@@ -1,8 +1,9 @@
-"""Every URL of the dashboard: the pages (namespace "loops") and the stop/delete actions ("actions")."""
+"""Every URL of the dashboard: the pages (namespace "loops"), the stop/delete actions ("actions"),
+and the machine-readable endpoints (/metrics, /health/, /badges/)."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 
-from loops.views import actions, flow_definitions, loop, loop_list, overview, sync
+from loops.views import actions, alerts, flow_definitions, loop, loop_list, monitoring, overview, sync, tokens
 
 action_patterns = [
     path("confirm/", actions.confirm, name="confirm"),
@@ -19,9 +20,27 @@ page_patterns = [
     path("flow-definitions/", flow_definitions.flow_definition_list, name="flow_definitions"),
     path("flow-definitions/<int:pk>/", flow_definitions.flow_definition_detail, name="flow_definition"),
     path("sync/", sync.sync_runs, name="sync"),
+    path("alerts/", alerts.alerts_page, name="alerts"),
+    path("alerts/evaluate/", alerts.evaluate_now, name="alerts_evaluate"),
+    path("alerts/rules/new/", alerts.rule_create, name="alert_rule_create"),
+    path("alerts/rules/<int:pk>/", alerts.rule_edit, name="alert_rule_edit"),
+    path("alerts/rules/<int:pk>/mute/", alerts.rule_mute, name="alert_rule_mute"),
+    path("alerts/rules/<int:pk>/delete/", alerts.rule_delete, name="alert_rule_delete"),
+    path("alerts/channels/new/", alerts.channel_create, name="alert_channel_create"),
+    path("alerts/channels/<int:pk>/delete/", alerts.channel_delete, name="alert_channel_delete"),
+    path("alerts/channels/<int:pk>/test/", alerts.channel_test, name="alert_channel_test"),
+    path("tokens/", tokens.token_list, name="tokens"),
+    path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
+]
+
+monitoring_patterns = [
+    path("metrics", monitoring.metrics_view, name="metrics"),
+    path("health/", monitoring.health_view, name="health"),
+    re_path(r"^badges/(?P<name>[A-Za-z0-9-]{1,63})\.(?P<extension>svg|json)$", monitoring.badge_view, name="badge"),
 ]
 
 urlpatterns = [
     path("actions/", include((action_patterns, "actions"))),
     path("", include((page_patterns, "loops"))),
+    path("", include((monitoring_patterns, "monitoring"))),
 ]

@@ -4,7 +4,8 @@
 Steps, in order:
   1. create the var folder; choose the broker (Redis at REDIS_URL when it answers
      a PING, otherwise kombu's filesystem transport under var/broker, named in the output);
-  2. migrate; create the demo admin (local-only password, printed);
+  2. migrate; create the demo admin (local-only password, printed) and the default alert
+     rules; e-mail goes to files in var/mail/ (printed);
   3. seed A2I Local's SQLite store once (skipped when the file exists);
   4. start moto's S3 server, A2I Local (simulated workforce, new loops arriving),
      a Celery worker and beat, run one sync so the first page is populated,
@@ -156,6 +157,9 @@ def build_env() -> tuple[dict[str, str], str]:
     local = boto3_environ(f"http://{HOST}:{A2I_PORT}", f"http://{HOST}:{S3_PORT}", "us-east-1", credentials="local")
     for key, value in local.items():
         env.setdefault(key, value)
+    # Alert e-mails land as files a newcomer can open; links point at this web server.
+    env.setdefault("EMAIL_URL", f"file://{VAR / 'mail'}")
+    env.setdefault("A2I_SITE_URL", f"http://{HOST}:{WEB_PORT}")
 
     if env.get("CELERY_BROKER_URL"):
         return env, f"CELERY_BROKER_URL={env['CELERY_BROKER_URL']} (as configured)"
@@ -206,6 +210,9 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
     if code != 0:
         raise RuntimeError(f"create_demo_admin failed (exit {code})")
     login = re.search(r"login (\S+) / (\S+)", output)
+    code, _ = run_step("alerts", manage + ["create_default_alerts"], env)
+    if code != 0:
+        raise RuntimeError(f"create_default_alerts failed (exit {code})")
 
     a2i_db = VAR / "a2i-local.sqlite3"
     seed_a2i_local(env, a2i_db)
@@ -242,6 +249,7 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
         f"Login: {user} / {password}   (LOCAL DEMO ONLY)",
         f"A2I Local: http://{HOST}:{A2I_PORT}   S3 (moto): http://{HOST}:{S3_PORT}   data: {VAR}",
         f"Broker: {broker}",
+        f"Alert e-mails: {env['EMAIL_URL']} (default rules: expiring, sync_stale)",
         "Ctrl-C stops everything.",
         "=" * 72,
     ]

@@ -74,6 +74,9 @@ class FlowDefinition(models.Model):
     # refreshed by services.stats after every sync and action.
     stats = models.JSONField(default=dict, blank=True)
     stats_refreshed_at = models.DateTimeField(null=True, blank=True)
+    # Unguessable key that lets a status page read this flow definition's badge without a
+    # login (set when first needed, by services.badges).
+    badge_key = models.CharField(max_length=32, blank=True, db_index=True)
 
     class Meta:
         ordering = ["name", "region"]

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from loops.formatting import human_duration
-from loops.models import FlowDefinition, FlowDefinitionStatus, HumanLoopStatus, SyncRun, WorkerHeartbeat
+from loops.models import AlertState, FlowDefinition, FlowDefinitionStatus, HumanLoopStatus, SyncRun, WorkerHeartbeat
 
 # Loops older than this fraction of the task availability lifetime are about to expire.
 NEAR_EXPIRY_FRACTION = 0.8
@@ -57,6 +57,7 @@ class Banner:
     level: str  # "warning" | "error"
     message: str
     link: str = ""
+    link_text: str = "See the sync page"
 
 
 @dataclass
@@ -160,8 +161,17 @@ def latest_heartbeat() -> datetime | None:
 
 
 def health_banners(flow_definitions: list[FlowDefinition], heartbeat_at: datetime | None, *, now: datetime) -> list[Banner]:
-    """Worker heartbeat, failing and stale syncs, failed discovery: one banner each. One query (discovery)."""
+    """Firing alerts, worker heartbeat, failing and stale syncs, failed discovery: one banner each.
+    Two queries (firing alerts, discovery)."""
     banners = []
+    # Index alertstate_firing.
+    firing = list(
+        AlertState.objects.filter(status=AlertState.Status.FIRING, rule__enabled=True)
+        .order_by("rule__name").values_list("rule__name", flat=True).distinct()
+    )
+    if firing:
+        banners.append(Banner("error", f"{len(firing)} alert rule(s) firing: {', '.join(firing[:5])}{'…' if len(firing) > 5 else ''}.",
+                              "loops:alerts", "See the alerts"))
     if heartbeat_at is None:
         banners.append(Banner("error", "No Celery worker has ever reported a heartbeat: syncs are not running."))
     elif now - heartbeat_at > HEARTBEAT_STALE_AFTER:

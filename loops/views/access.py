@@ -10,9 +10,11 @@ from __future__ import annotations
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import render
 
 from loops.permissions import AUDIT, VIEW_LOOPS
+from loops.services import tokens
 
 
 def requires(permission: str, role: str):
@@ -33,3 +35,40 @@ def requires(permission: str, role: str):
 
 viewer_required = requires(VIEW_LOOPS, "viewer")
 auditor_required = requires(AUDIT, "auditor")
+
+
+def token_or_viewer(accepts):
+    """viewer_required, or an API token for the GET requests `accepts(request)` says a token may make.
+
+    With an `Authorization: Bearer` header on such a request, the token's user is the
+    request's user for this request only (no session is created); an unknown or revoked
+    token is a 401, a user without the viewer role a 403, as plain text for scripts.
+    Tokens read: only views that read use this decorator, and only for requests that read.
+    """
+
+    def decorator(view):
+        session_view = viewer_required(view)
+
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            header = request.headers.get("Authorization")
+            if not header or request.method != "GET" or not accepts(request):
+                return session_view(request, *args, **kwargs)
+            token = tokens.authenticate(header)
+            if token is None:
+                return plain_response("Unknown or revoked API token.", 401, {"WWW-Authenticate": "Bearer"})
+            if not token.user.has_perm(VIEW_LOOPS):
+                return plain_response("This token's user has no viewer role.", 403)
+            request.user, request.api_token = token.user, token
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def plain_response(message: str, status: int, headers: dict | None = None) -> HttpResponse:
+    response = HttpResponse(f"{message}\n", status=status, content_type="text/plain; charset=utf-8")
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response

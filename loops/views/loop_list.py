@@ -13,7 +13,7 @@ from loops.models import FlowDefinition
 from loops.services.exports import stream_csv, stream_json
 from loops.services.loop_list import count_matching_loops, explain_empty_result, iter_export_rows
 from loops.tables import DeferredJoinPaginator, LoopTable
-from loops.views.access import viewer_required
+from loops.views.access import token_or_viewer
 
 PER_PAGE = 50
 SORTABLE_COLUMNS = frozenset(name for name, column in LoopTable.base_columns.items() if column.orderable is not False)
@@ -22,7 +22,12 @@ EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 MAX_PAGE = 20_000
 
 
-@viewer_required
+def _is_export(request) -> bool:
+    return request.GET.get("_export") in EXPORT_TYPES
+
+
+# Scripts read the export with an API token (Authorization: Bearer); the page itself needs a session.
+@token_or_viewer(_is_export)
 def loop_list(request):
     export = request.GET.get("_export")
     if export is not None and export not in EXPORT_TYPES:

@@ -196,3 +196,17 @@ def test_the_images_collectstatic_step_succeeds(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "staticfiles.json").read_text())
     assert "css/app.css" in manifest["paths"]
+
+
+def test_the_web_healthcheck_asks_the_health_endpoint_for_database_and_broker(compose):
+    # urlopen raises on a 503, so the container turns unhealthy when /health/ says so.
+    from django.urls import resolve
+
+    test = compose["services"]["web"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    url = re.search(r"urlopen\('(http://[^']+)'", test[3]).group(1)
+    parts = re.match(r"http://127\.0\.0\.1:(\d+)(/[^?]*)\?checks=([a-z,]+)$", url)
+    assert int(parts.group(1)) in listening_ports(compose["services"]["web"])
+    assert resolve(parts.group(2)).url_name == "health"
+    assert set(parts.group(3).split(",")) == {"database", "broker"}
+    compile(test[3], "healthcheck", "exec")

@@ -146,3 +146,25 @@ def test_docs_configuration_table_lists_every_variable_of_env_example():
     table = "\n".join(line for line in text.splitlines() if line.startswith("|"))
     missing = {name for name in documented if f"`{name}`" not in table}
     assert not missing, f"docs/configuration.md's configuration table does not list: {sorted(missing)}"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp+tls://alerts%40example.com:p%3Ass@smtp.example.com", {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend", "EMAIL_HOST": "smtp.example.com",
+            "EMAIL_PORT": 587, "EMAIL_HOST_USER": "alerts@example.com", "EMAIL_HOST_PASSWORD": "p:ss",
+            "EMAIL_USE_TLS": True, "EMAIL_USE_SSL": False}),
+        ("smtps://mail.example.com", {"EMAIL_PORT": 465, "EMAIL_USE_SSL": True, "EMAIL_USE_TLS": False}),
+        ("smtp://127.0.0.1:2525", {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": 2525, "EMAIL_USE_TLS": False}),
+        ("file:///tmp/a2i-mail", {"EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend", "EMAIL_FILE_PATH": "/tmp/a2i-mail"}),
+    ],
+)
+def test_email_url_sets_djangos_email_settings(monkeypatch, url, expected):
+    settings = load_settings(monkeypatch, EMAIL_URL=url, EMAIL_HOST="ignored.example.com")
+    assert {key: settings[key] for key in expected} == expected
+
+
+def test_an_unknown_email_url_scheme_is_a_clear_error(monkeypatch):
+    with pytest.raises(ImproperlyConfigured, match="EMAIL_URL scheme must be one of"):
+        load_settings(monkeypatch, EMAIL_URL="imap://mail.example.com")
