@@ -3,12 +3,15 @@
     mirror   FlowDefinition, HumanLoop, HumanLoopStatusChange and the A2I status enums
     sync     SyncRun, WorkerHeartbeat
     actions  LoopActionBatch, LoopAction (the audit log)
+    answers  HumanAnswer (one row per reviewer's answer), ReviewerStats (the reviewers page)
 """
 
 from loops.models.actions import LoopAction, LoopActionBatch
+from loops.models.answers import HumanAnswer, ReviewerStats
 from loops.models.mirror import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
+    AnswersState,
     FailureCode,
     FlowDefinition,
     FlowDefinitionStatus,
@@ -21,14 +24,17 @@ from loops.models.sync import SyncRun, WorkerHeartbeat
 __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
+    "AnswersState",
     "FailureCode",
     "FlowDefinition",
     "FlowDefinitionStatus",
+    "HumanAnswer",
     "HumanLoop",
     "HumanLoopStatus",
     "HumanLoopStatusChange",
     "LoopAction",
     "LoopActionBatch",
+    "ReviewerStats",
     "SyncRun",
     "WorkerHeartbeat",
 ]
