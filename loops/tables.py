@@ -1,4 +1,4 @@
-"""The dashboard's django-tables2 tables: the loop list (HTML and export), the audit log, the plan.
+"""The dashboard's django-tables2 tables: the loop list (HTML and export), the audit log, the plan, the reviewers.
 
 Rendering never touches `record.flow_definition` (one query per row, or a JOIN that
 slows deep pages): the table gets the flow definitions as a dict by id instead.
@@ -18,11 +18,13 @@ from django.core.paginator import EmptyPage, Page
 from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django_tables2.paginators import LazyPaginator
 from django_tables2.rows import BoundRow
 
-from loops.formatting import timestamp_html
+from loops.formatting import human_duration, percent, timestamp_html
 from loops.models import HumanLoop, LoopAction
 
 DEFAULT_ORDER = "-creation_time"
@@ -258,3 +260,60 @@ class DeferredJoinPaginator(LazyPaginator):
             self._num_pages = number
             self._final_num_pages = number
         return Page(objects, number, self)
+
+
+class ReviewerTable(tables.Table):
+    """The reviewers page (/reviewers/): one row per worker (services.reviewers.ReviewerRow).
+
+    At most a few hundred rows (one per worker), sorted in Python by django-tables2; `query`
+    is the page's filter query string, carried over to the worker page and the loop list.
+    """
+
+    worker_id = tables.Column(verbose_name="Worker")
+    answers = tables.Column(verbose_name="Answers")
+    loops_per_day = tables.Column(verbose_name="Loops per active day", attrs={"td": {"class": "num"}})
+    time_median = tables.Column(verbose_name="Median time on task", attrs={"td": {"class": "num"}})
+    time_p90 = tables.Column(verbose_name="p90 time on task", attrs={"td": {"class": "num"}})
+    wait_median = tables.Column(verbose_name="Median queue wait", attrs={"td": {"class": "num"}})
+    share = tables.Column(verbose_name="Share of answers", attrs={"td": {"class": "num"}})
+    agreement = tables.Column(verbose_name="Agreement", attrs={"td": {"class": "num"}})
+
+    class Meta:
+        order_by = "-answers"
+        attrs = {"class": "table reviewers"}
+        empty_text = "No answers match these filters"
+        template_name = "loops/reviewers/_table.html"
+
+    def __init__(self, *args, query: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.query = query
+
+    def render_worker_id(self, value):
+        url = reverse("loops:reviewer", args=[value])
+        return format_html('<a href="{}{}">{}</a>', url, f"?{self.query}" if self.query else "", value)
+
+    def render_answers(self, record):
+        loops = f"{reverse('loops:loop_list')}?{urlencode({'reviewer': record.worker_id})}"
+        if self.query:
+            loops += f"&{self.query}"
+        return format_html('<a href="{}" title="Their loops in the loop list">{}</a>', loops, f"{record.answers:,}")
+
+    def render_loops_per_day(self, value):
+        return f"{value:,.1f}"
+
+    def render_time_median(self, value):
+        return human_duration(value)
+
+    def render_time_p90(self, value):
+        return human_duration(value)
+
+    def render_wait_median(self, value):
+        return human_duration(value)
+
+    def render_share(self, value):
+        return percent(value)
+
+    def render_agreement(self, record):
+        return format_html(
+            '{} <span class="muted small">of {} compared</span>', percent(record.agreement), f"{record.pairs_compared:,}"
+        )
