@@ -178,7 +178,7 @@ def ingest_due_answers(
     since: datetime | None = None,
     limit: int | None = None,
     deadline: float | None = None,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     fetch: Fetch = read_output,
     progress: Callable[[IngestReport], None] | None = None,
 ) -> IngestReport:
@@ -191,6 +191,7 @@ def ingest_due_answers(
     """
     total = IngestReport()
     started = time.monotonic()
+    batch_size = batch_size or BATCH_SIZE
     while limit is None or total.loops < limit:
         if deadline is not None and time.monotonic() >= deadline:
             break
