@@ -12,6 +12,8 @@ from loops.models import HumanLoopStatus
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 220, 44, 22, 10
 # Room for a second scale on the right (day_bars' time on task).
 PAD_RIGHT = 56
+# Axis maxima for durations (seconds) whose quarter ticks read as whole units (15 s, 1 min, 5 min, 6 h...).
+NICE_DURATIONS = (4, 8, 20, 40, 60, 240, 480, 1200, 2400, 3600, 4 * 3600, 8 * 3600, 86400, 4 * 86400, 8 * 86400)
 STATUSES = [s.value for s in HumanLoopStatus]
 
 
@@ -88,7 +90,7 @@ def day_bars(days) -> dict:
     peak = max((day.answers for day in days), default=0)
     scale_max = nice_ceiling(peak)
     slowest = max((day.time_median for day in days if day.time_median is not None), default=0)
-    time_max = nice_ceiling(int(slowest) + 1) if slowest else 0
+    time_max = next((d for d in NICE_DURATIONS if d >= slowest), int(slowest) + 1) if slowest else 0
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_BOTTOM - PAD_TOP
     slot = plot_w / max(len(days), 1)
