@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from html import escape
+from urllib.parse import urlencode
 
 import django_tables2 as tables
 from django.core.paginator import EmptyPage, Page
 from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django_tables2.paginators import LazyPaginator
 from django_tables2.rows import BoundRow
@@ -265,18 +264,21 @@ class DeferredJoinPaginator(LazyPaginator):
 class ReviewerTable(tables.Table):
     """The reviewers page (/reviewers/): one row per worker (services.reviewers.ReviewerRow).
 
-    At most a few hundred rows (one per worker), sorted in Python by django-tables2; `query`
-    is the page's filter query string, carried over to the worker page and the loop list.
+    At most a few hundred rows (one per worker), sorted in Python by django-tables2, which
+    also draws the headers and pages; the page's rows are written by rows_html, for the
+    same reason as the loop list's (django-tables2's per-cell machinery was most of the
+    page's time: docs/performance.md, "Answers"). `query` is the page's filter query
+    string, carried over to the worker page and the loop list.
     """
 
     worker_id = tables.Column(verbose_name="Worker")
     answers = tables.Column(verbose_name="Answers")
-    loops_per_day = tables.Column(verbose_name="Loops per active day", attrs={"td": {"class": "num"}})
-    time_median = tables.Column(verbose_name="Median time on task", attrs={"td": {"class": "num"}})
-    time_p90 = tables.Column(verbose_name="p90 time on task", attrs={"td": {"class": "num"}})
-    wait_median = tables.Column(verbose_name="Median queue wait", attrs={"td": {"class": "num"}})
-    share = tables.Column(verbose_name="Share of answers", attrs={"td": {"class": "num"}})
-    agreement = tables.Column(verbose_name="Agreement", attrs={"td": {"class": "num"}})
+    loops_per_day = tables.Column(verbose_name="Loops per active day")
+    time_median = tables.Column(verbose_name="Median time on task")
+    time_p90 = tables.Column(verbose_name="p90 time on task")
+    wait_median = tables.Column(verbose_name="Median queue wait")
+    share = tables.Column(verbose_name="Share of answers")
+    agreement = tables.Column(verbose_name="Agreement")
 
     class Meta:
         order_by = "-answers"
@@ -288,32 +290,30 @@ class ReviewerTable(tables.Table):
         super().__init__(*args, **kwargs)
         self.query = query
 
-    def render_worker_id(self, value):
-        url = reverse("loops:reviewer", args=[value])
-        return format_html('<a href="{}{}">{}</a>', url, f"?{self.query}" if self.query else "", value)
-
-    def render_answers(self, record):
-        loops = f"{reverse('loops:loop_list')}?{urlencode({'reviewer': record.worker_id})}"
-        if self.query:
-            loops += f"&{self.query}"
-        return format_html('<a href="{}" title="Their loops in the loop list">{}</a>', loops, f"{record.answers:,}")
-
-    def render_loops_per_day(self, value):
-        return f"{value:,.1f}"
-
-    def render_time_median(self, value):
-        return human_duration(value)
-
-    def render_time_p90(self, value):
-        return human_duration(value)
-
-    def render_wait_median(self, value):
-        return human_duration(value)
-
-    def render_share(self, value):
-        return percent(value)
-
-    def render_agreement(self, record):
-        return format_html(
-            '{} <span class="muted small">of {} compared</span>', percent(record.agreement), f"{record.pairs_compared:,}"
-        )
+    def rows_html(self) -> SafeString:
+        """The current page's <tr> elements."""
+        loops_url = reverse("loops:loop_list")
+        suffix = f"?{escape(self.query)}" if self.query else ""
+        extra = f"&amp;{escape(self.query)}" if self.query else ""
+        rows = []
+        for record in (row.record for row in self.paginated_rows):
+            worker = escape(record.worker_id)
+            agreement = (
+                f'{percent(record.agreement)} <span class="muted small">of {record.pairs_compared:,} compared</span>'
+                if record.agreement is not None
+                else "—"
+            )
+            cells = (
+                ("Worker", "", f'<a href="{escape(reverse("loops:reviewer", args=[record.worker_id]))}{suffix}">{worker}</a>'),
+                ("Answers", "", f'<a href="{loops_url}?{escape(urlencode({"reviewer": record.worker_id}))}{extra}" '
+                 f'title="Their loops in the loop list">{record.answers:,}</a>'),
+                ("Loops per active day", "num", "—" if record.loops_per_day is None else f"{record.loops_per_day:,.1f}"),
+                ("Median time on task", "num", human_duration(record.time_median)),
+                ("p90 time on task", "num", human_duration(record.time_p90)),
+                ("Median queue wait", "num", human_duration(record.wait_median)),
+                ("Share of answers", "num", percent(record.share)),
+                ("Agreement", "num", agreement),
+            )
+            tds = "".join(f'<td class="{cls}" data-label="{label}">{html}</td>' for label, cls, html in cells)
+            rows.append(f"<tr>{tds}</tr>")
+        return mark_safe("\n".join(rows))
