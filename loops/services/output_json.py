@@ -404,6 +404,11 @@ class _Parser:
 # --- field checks ----------------------------------------------------------------------
 
 
+def valid_worker_id(value: str) -> bool:
+    """Whether `value` could be a stored worker id (1 to 256 printable characters)."""
+    return 0 < len(value) <= MAX_ID_LENGTH and not _CONTROL.search(value)
+
+
 def _identifier(value, where: str, *, required: bool) -> str:
     if value is None or value == "":
         if required:

@@ -11,6 +11,7 @@ from loops import charts
 from loops.filters import ReviewerFilter
 from loops.services import reviewers
 from loops.services.exports import stream_csv, stream_json
+from loops.services.output_json import valid_worker_id
 from loops.tables import ReviewerTable
 from loops.views.access import viewer_required
 
@@ -62,6 +63,9 @@ def reviewer_list(request):
 
 @viewer_required
 def reviewer_detail(request, worker_id: str):
+    if not valid_worker_id(worker_id):
+        # Never stored (the parser refuses such ids), and PostgreSQL refuses NUL in a query.
+        raise Http404("No answer from this worker.")
     filterset = ReviewerFilter(request.GET, request=request)
     if not filterset.is_valid():
         context = {"filter": filterset, "worker_id": worker_id, "invalid": True}

@@ -100,6 +100,11 @@ def test_the_raw_download_of_a_missing_output_is_a_404_with_the_reason(viewer_cl
     assert "does not exist" in response.content.decode()
 
 
+def test_the_raw_download_of_an_unknown_or_huge_id_is_a_404(viewer_client, db):
+    assert viewer_client.get("/loops/999999/output.json").status_code == 404
+    assert viewer_client.get("/loops/99999999999999999999/output.json").status_code == 404
+
+
 def test_the_raw_download_needs_the_viewer_role(client, aws, db):
     from tests.conftest import make_user
 

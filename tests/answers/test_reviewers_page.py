@@ -148,6 +148,9 @@ def test_an_unknown_worker_is_a_404_and_odd_worker_ids_round_trip(viewer_client,
     from .conftest import add_answer
 
     assert viewer_client.get("/reviewers/nobody/").status_code == 404
+    # Ids no answer can have (the parser refuses them): a 404, not a database error.
+    for hostile in ("a%00b", "w" * 70_000, "%C0%AF"):
+        assert viewer_client.get(f"/reviewers/{hostile}/").status_code == 404
     odd = "team/α #1?x=<b>"
     add_answer(answer_world.b1, 1, odd, submitted=answer_world.now, spent=5)
     listing = viewer_client.get("/reviewers/").content.decode()
