@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                        default=d.workforce_review_seconds_p90, metavar="S")
     serve.add_argument("--workforce-failure-rate", type=_rate, default=d.workforce_failure_rate, metavar="F")
     serve.add_argument("--workforce-abandon-rate", type=_rate, default=d.workforce_abandon_rate, metavar="F")
+    serve.add_argument("--workforce-disagreement-rate", type=_rate, default=d.workforce_disagreement_rate, metavar="F")
     serve.add_argument("--workforce-start-rate", type=_non_negative_float, default=d.workforce_start_rate,
                        metavar="N", help="new loops per second started by the workforce")
     serve.add_argument("--workforce-tick", type=_non_negative_float, default=d.workforce_tick_seconds,
@@ -104,7 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--random-seed", type=int, default=0, metavar="S")
     seed.add_argument("--region", default=d.region, metavar="R")
     seed.add_argument("--account-id", type=_account, default=d.account_id, metavar="ID")
+    seed.add_argument("--s3-endpoint", metavar="URL", help="also write output.json of the most recent Completed loops there")
+    seed.add_argument("--task-count", type=_task_counts, default=[1], metavar="N[,N...]",
+                      help="TaskCount (1-3) of each new flow definition, in order, cycled (default 1)")
+    seed.add_argument("--output-loops", type=_positive_int, default=300, metavar="N",
+                      help="with --s3-endpoint: how many of the most recent Completed loops get output.json (default 300)")
     return parser
+
+
+def _task_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated integers 1 to 3: {text!r}") from None
+    if not counts or any(not 1 <= count <= 3 for count in counts):
+        raise argparse.ArgumentTypeError(f"each TaskCount is 1, 2 or 3: {text!r}")
+    return counts
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
@@ -117,6 +133,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         workforce_review_seconds_median=args.workforce_review_median,
         workforce_review_seconds_p90=args.workforce_review_p90,
         workforce_failure_rate=args.workforce_failure_rate, workforce_abandon_rate=args.workforce_abandon_rate,
+        workforce_disagreement_rate=args.workforce_disagreement_rate,
         workforce_start_rate=args.workforce_start_rate, workforce_tick_seconds=args.workforce_tick,
     )
 
@@ -141,8 +158,9 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def seed(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .errors import OutputWriteError
     from .schema import connect
-    from .seed import seed_connection
+    from .seed import seed_connection, write_seed_outputs
 
     if args.flow_definitions < 1:
         parser.error("--flow-definitions must be at least 1")
@@ -152,15 +170,22 @@ def seed(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         try:
             arns = seed_connection(conn, region=args.region, account_id=args.account_id,
                                    flow_definitions=args.flow_definitions, loops=args.loops,
-                                   random_seed=args.random_seed, now_ms=int(time.time() * 1000))
+                                   random_seed=args.random_seed, now_ms=int(time.time() * 1000),
+                                   task_counts=args.task_count)
+            outputs = 0
+            if args.s3_endpoint:
+                options = Options(s3_endpoint=args.s3_endpoint, region=args.region, account_id=args.account_id)
+                outputs = write_seed_outputs(conn, options, limit=args.output_loops, now_ms=int(time.time() * 1000))
             # Fold the WAL into the main file: callers may move the file once we exit.
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
     except sqlite3.Error as exc:
         parser.exit(1, f"a2i_local: cannot seed {args.db}: {exc}\n")
+    except OutputWriteError as exc:
+        parser.exit(1, f"a2i_local: cannot write output.json: {exc.message}\n")
     print(f"seeded {args.loops} loops over {len(arns)} flow definitions into {args.db} "
-          f"in {time.monotonic() - started:.1f}s")
+          f"({outputs} output.json written) in {time.monotonic() - started:.1f}s")
     for arn in arns:
         print(arn)
     return 0

@@ -26,6 +26,7 @@ LIVE_FIELDS = frozenset(
         "workforce_review_seconds_p90",
         "workforce_failure_rate",
         "workforce_abandon_rate",
+        "workforce_disagreement_rate",
         "workforce_start_rate",
         "workforce_tick_seconds",
     }
@@ -54,6 +55,8 @@ class Options:
     workforce_review_seconds_p90: float = 900.0
     workforce_failure_rate: float = 0.03
     workforce_abandon_rate: float = 0.02
+    # Share of multi-worker loops where one worker answers differently from the others.
+    workforce_disagreement_rate: float = 0.1
     workforce_start_rate: float = 0.5
     workforce_tick_seconds: float = 1.0
 

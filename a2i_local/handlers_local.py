@@ -4,8 +4,10 @@ Routes (all JSON; errors are ``{"error": <code>, "message": <text>}`` with a cle
 
 - ``POST /_local/human-loops/{name}/complete``: body ``{"answerContent": {...}, "workerId": "w",
   "timeSpentInSeconds": 12.5}`` when it has an ``answerContent`` key, otherwise the whole body
-  is the answerContent; ``?workerId=`` is accepted too (the body wins). -> 200 with the loop;
-  404 unknown loop, 409 not InProgress, 502 output.json could not be written (loop stays InProgress).
+  is the answerContent; ``?workerId=`` is accepted too (the body wins). Or ``{"humanAnswers":
+  [{"answerContent": {...}, "workerId": ..., "timeSpentInSeconds": ...}, ...]}``: several
+  workers' answers. -> 200 with the loop; 404 unknown loop, 409 not InProgress, 502
+  output.json could not be written (loop stays InProgress).
 - ``POST /_local/human-loops/{name}/fail``: body ``{"FailureCode": ..., "FailureReason": ...}``.
 - ``POST /_local/reset``: drop all state, restore the options given at startup.
 - ``GET /_local/health``: ``{"status": "ok", "loops": N, ...}``.
@@ -25,10 +27,11 @@ import typing
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
-from . import errors
+from . import errors, output
 from .config import LIVE_FIELDS, Options
 from .handlers_runtime import describe_loop_body
 from .request import Request
+from .timestamps import parse_time
 
 if TYPE_CHECKING:
     from .server import A2ILocalServer
@@ -71,8 +74,13 @@ def _body(raw: bytes) -> dict:
     return data
 
 
+MAX_HUMAN_ANSWERS = 3  # TaskCount's maximum
+
+
 def complete_loop(app: A2ILocalServer, request: Request) -> dict:
     data = _body(request.body)
+    if "humanAnswers" in data:
+        return describe_loop_body(app.store.complete_loop(request.name, answers=_human_answers(data["humanAnswers"])))
     worker_id = (parse_qs(request.query).get("workerId") or [None])[0]
     spent = None
     if "answerContent" in data:
@@ -89,6 +97,38 @@ def complete_loop(app: A2ILocalServer, request: Request) -> dict:
         raise ControlError(400, "BadRequest", "workerId must be a string.")
     return describe_loop_body(
         app.store.complete_loop(request.name, answer, worker_id=worker_id, time_spent_seconds=spent))
+
+
+def _human_answers(entries) -> list[output.WorkerAnswer]:
+    """``{"humanAnswers": [{"answerContent": {...}, "workerId": "...", "timeSpentInSeconds": N,
+    "acceptanceTime": "...", "submissionTime": "..."}, ...]}``: 1 to 3 answers from distinct
+    workers; every key but answerContent is optional (answer_document fills the rest in)."""
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_HUMAN_ANSWERS:
+        raise ControlError(400, "BadRequest", f"humanAnswers must be a list of 1 to {MAX_HUMAN_ANSWERS} answers.")
+    answers, workers = [], set()
+    for position, entry in enumerate(entries):
+        where = f"humanAnswers[{position}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("answerContent"), dict):
+            raise ControlError(400, "BadRequest", f"{where} must be an object with an answerContent object.")
+        worker_id = entry.get("workerId")
+        if worker_id is not None and (not isinstance(worker_id, str) or not worker_id):
+            raise ControlError(400, "BadRequest", f"{where}.workerId must be a non-empty string.")
+        if worker_id is not None and worker_id in workers:
+            raise ControlError(400, "BadRequest", f"{where}.workerId {worker_id!r} answered already: a task goes to distinct workers.")
+        workers.add(worker_id)
+        spent = entry.get("timeSpentInSeconds")
+        if spent is not None and (isinstance(spent, bool) or not isinstance(spent, (int, float)) or spent < 0):
+            raise ControlError(400, "BadRequest", f"{where}.timeSpentInSeconds must be a non-negative number.")
+        times = {}
+        for key in ("acceptanceTime", "submissionTime"):
+            if entry.get(key) is not None:
+                try:
+                    times[key] = parse_time(entry[key], f"{where}.{key}")
+                except errors.AwsError as exc:
+                    raise ControlError(400, "BadRequest", exc.message) from None
+        answers.append(output.WorkerAnswer(entry["answerContent"], worker_id, spent,
+                                           times.get("acceptanceTime"), times.get("submissionTime")))
+    return answers
 
 
 def fail_loop(app: A2ILocalServer, request: Request) -> dict:

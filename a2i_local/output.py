@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from .config import Options
@@ -26,28 +27,47 @@ def output_uri(output_path: str, flow_definition_name: str, loop_name: str, crea
     return f"{output_path}/{flow_definition_name}/{parts}/{loop_name}/output.json"
 
 
-def answer_document(loop: dict, *, input_content: str, answer_content: dict, now_ms: int,
-                    worker_id: str | None, time_spent_seconds: float | None, region: str) -> dict:
-    """output.json of a loop completed by one worker.
+@dataclass(frozen=True)
+class WorkerAnswer:
+    """One worker's answer; times not given are derived at completion (see answer_document)."""
+
+    answer_content: dict
+    worker_id: str | None = None
+    time_spent_seconds: float | None = None
+    acceptance_ms: int | None = None
+    submission_ms: int | None = None
+
+
+def answer_document(loop: dict, *, input_content: str, answers: list[WorkerAnswer], now_ms: int, region: str) -> dict:
+    """output.json of a loop completed by ``answers`` (one entry per worker, in order).
 
     The document is that of a custom task type (docs/a2i-local.md, behaviour notes §3).
-    ``loop`` has DescribeHumanLoop's keys, as the store builds them.
+    ``loop`` has DescribeHumanLoop's keys, as the store builds them. A missing submission
+    time is the completion (``now_ms``); a missing acceptance time is the submission minus
+    the time spent, never before the loop's creation; a missing worker id is
+    ``a2i-local-worker`` (``-2``, ``-3`` for the next ones).
     """
-    spent = 0.0 if time_spent_seconds is None else float(time_spent_seconds)
     creation_ms = loop["CreationTimeMs"]
-    return {
-        "flowDefinitionArn": loop["FlowDefinitionArn"],
-        "humanAnswers": [{
-            "answerContent": answer_content,
-            "acceptanceTime": format_iso_ms(max(creation_ms, now_ms - int(spent * 1000))),
-            "submissionTime": format_iso_ms(now_ms),
+    entries = []
+    for position, answer in enumerate(answers):
+        spent = 0.0 if answer.time_spent_seconds is None else float(answer.time_spent_seconds)
+        submitted = now_ms if answer.submission_ms is None else answer.submission_ms
+        accepted = max(creation_ms, submitted - int(spent * 1000)) if answer.acceptance_ms is None else answer.acceptance_ms
+        worker_id = answer.worker_id or ("a2i-local-worker" if position == 0 else f"a2i-local-worker-{position + 1}")
+        entries.append({
+            "answerContent": answer.answer_content,
+            "acceptanceTime": format_iso_ms(accepted),
+            "submissionTime": format_iso_ms(submitted),
             "timeSpentInSeconds": spent,
-            "workerId": worker_id or "a2i-local-worker",
+            "workerId": worker_id,
             "workerMetadata": {"identityData": {
                 "identityProviderType": "Cognito",
                 "issuer": f"https://cognito-idp.{region}.amazonaws.com/{region}_a2ilocal",
-                "sub": worker_id or "a2i-local-worker"}},
-        }],
+                "sub": worker_id}},
+        })
+    return {
+        "flowDefinitionArn": loop["FlowDefinitionArn"],
+        "humanAnswers": entries,
         "humanLoopName": loop["HumanLoopName"],
         "inputContent": json.loads(input_content),
     }

@@ -4,14 +4,23 @@ Used by ``python -m a2i_local seed`` and by the test handle's ``.seed()``. The l
 indexes are dropped during the insert and rebuilt after it: building an index over sorted
 data once is much faster than maintaining it row by row. Deterministic for a given random
 seed and database state.
+
+``write_seed_outputs`` then gives the most recent Completed loops their output.json in S3
+(as many answers as their flow definition's TaskCount, from the simulated workforce), so
+a dashboard reading the reviewers' answers has some to read. One PUT takes a local S3
+about 5 ms, so only a few hundred loops get one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
+from . import output, workforce
+from .config import Options
 from .schema import INDEX_NAMES, INDEX_STATEMENTS
 
 DAY_MS = 86_400_000
@@ -37,7 +46,7 @@ FAILURE_REASONS = {
 LABELS = ("cat", "dog", "invoice", "receipt", "contract", "id-card", "other")
 
 
-def _flow_definition_spec(name: str, account_id: str, region: str) -> dict:
+def _flow_definition_spec(name: str, account_id: str, region: str, task_count: int = 1) -> dict:
     prefix = f"arn:aws:sagemaker:{region}:{account_id}"
     return {
         "HumanLoopConfig": {
@@ -45,7 +54,7 @@ def _flow_definition_spec(name: str, account_id: str, region: str) -> dict:
             "HumanTaskUiArn": f"{prefix}:human-task-ui/{name}-ui",
             "TaskTitle": f"Review {name}",
             "TaskDescription": "Check the model's prediction and correct it if needed.",
-            "TaskCount": 1,
+            "TaskCount": task_count,
             "TaskAvailabilityLifetimeInSeconds": SEED_LIFETIME_S,
             "TaskTimeLimitInSeconds": 3600,
         },
@@ -55,9 +64,11 @@ def _flow_definition_spec(name: str, account_id: str, region: str) -> dict:
 
 
 def seed_connection(conn: sqlite3.Connection, *, region: str, account_id: str, flow_definitions: int,
-                    loops: int, random_seed: int, now_ms: int) -> list[str]:
+                    loops: int, random_seed: int, now_ms: int, task_counts: list[int] | None = None) -> list[str]:
     """Insert (or reuse) ``flow_definitions`` Active flow definitions named ``seed-flow-N`` and
     ``loops`` loops spread evenly over them, created over the last 30 days.
+
+    ``task_counts``: TaskCount of each new flow definition, in order (cycled; default 1).
 
     Returns the flow-definition ARNs. Side effect: rebuilds the loops indexes.
     Raises ValueError for non-positive counts.
@@ -74,7 +85,8 @@ def seed_connection(conn: sqlite3.Connection, *, region: str, account_id: str, f
             row = conn.execute("SELECT id FROM flow_definitions WHERE name = ?", (name,)).fetchone()
             if row is None:
                 created = now_ms - 31 * DAY_MS + i * 1000
-                spec = json.dumps(_flow_definition_spec(name, account_id, region), separators=(",", ":"))
+                task_count = task_counts[i % len(task_counts)] if task_counts else 1
+                spec = json.dumps(_flow_definition_spec(name, account_id, region, task_count), separators=(",", ":"))
                 row = (conn.execute(
                     "INSERT INTO flow_definitions (name, arn, creation_ms, active_at_ms, lifetime_s, output_path, spec)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -125,3 +137,38 @@ def _rows(rng: random.Random, fd_ids: list[int], count: int, start: int, random_
             f'"confidence":{round(rand(), 3)}}}',
             None,
         )
+
+
+# How long after its creation a seeded loop's last answer was submitted: the workforce's
+# default review times (median 2 min, p90 15 min).
+SEED_REVIEW_MEDIAN_S, SEED_REVIEW_P90_S = 120.0, 900.0
+
+
+def write_seed_outputs(conn: sqlite3.Connection, options: Options, *, limit: int, now_ms: int,
+                       disagreement_rate: float = 0.1, threads: int = 8) -> int:
+    """Write output.json for the ``limit`` most recent Completed loops (to ``options.s3_endpoint``).
+
+    Returns how many were written. Raises errors.OutputWriteError when S3 refuses.
+    """
+    rows = conn.execute(
+        "SELECT l.name, l.creation_ms, l.input_content, f.arn, f.name, f.output_path, f.spec"
+        " FROM loops l JOIN flow_definitions f ON f.id = l.flow_definition_id"
+        " WHERE l.status = 'Completed' ORDER BY l.creation_ms DESC LIMIT ?", (limit,)).fetchall()
+
+    def write(row) -> None:
+        name, creation_ms, input_content, fd_arn, fd_name, output_path, spec = row
+        seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+        u = random.Random(seed).random()
+        review_ms = int(workforce.sample_review_seconds(u, SEED_REVIEW_MEDIAN_S, SEED_REVIEW_P90_S) * 1000)
+        completed_ms = min(creation_ms + review_ms, now_ms)
+        answers = workforce.make_answers(seed, task_count=workforce.task_count_of(spec), created_ms=creation_ms,
+                                         completed_ms=completed_ms, disagreement_rate=disagreement_rate)
+        loop = {"FlowDefinitionArn": fd_arn, "HumanLoopName": name, "CreationTimeMs": creation_ms}
+        document = output.answer_document(loop, input_content=input_content, answers=answers, now_ms=completed_ms,
+                                          region=options.region)
+        output.write_output(options, output.output_uri(output_path, fd_name, name, creation_ms), document)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in pool.map(write, rows):
+            pass
+    return len(rows)

@@ -254,9 +254,12 @@ class Store:
 
     # -- transitions made by the control API, the workforce and the clock ---------------------
 
-    def complete_loop(self, name: str, answer_content: dict, worker_id: str | None = None,
-                      time_spent_seconds: float | None = None) -> dict:
+    def complete_loop(self, name: str, answer_content: dict | None = None, worker_id: str | None = None,
+                      time_spent_seconds: float | None = None, *,
+                      answers: list[output.WorkerAnswer] | None = None) -> dict:
         """Write output.json to the loop's OutputS3Uri, then mark it Completed.
+
+        One answer (``answer_content`` by ``worker_id``), or ``answers``, one per worker.
 
         Raises ResourceNotFoundException, InvalidLoopState (not InProgress), or
         OutputWriteError (S3 failed: the loop stays InProgress). The S3 write happens
@@ -277,9 +280,10 @@ class Store:
             loop = self._loop_dict(record)
             now = self.now_ms()
         try:
+            if answers is None:
+                answers = [output.WorkerAnswer(answer_content or {}, worker_id, time_spent_seconds)]
             document = output.answer_document(
-                loop, input_content=input_content, answer_content=answer_content, now_ms=now,
-                worker_id=worker_id, time_spent_seconds=time_spent_seconds, region=self.options.region)
+                loop, input_content=input_content, answers=answers, now_ms=now, region=self.options.region)
             output.write_output(self.options, loop["OutputS3Uri"], document)
             with self._lock:
                 cur = self._db.execute(

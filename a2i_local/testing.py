@@ -80,7 +80,8 @@ class A2ILocal:
         return self._clients[service_name]
 
     def create_flow_definition(self, name: str, *, task_availability_lifetime_seconds: int = 86400,
-                               output_path: str = "s3://a2i-local-output/out", timeout: float = 10.0) -> str:
+                               output_path: str = "s3://a2i-local-output/out", timeout: float = 10.0,
+                               task_count: int = 1) -> str:
         """Create a flow definition through the real sagemaker client and wait until it is Active."""
         sagemaker = self._cached("sagemaker")
         prefix = f"arn:aws:sagemaker:{self.region}:{self.account_id}"
@@ -91,7 +92,7 @@ class A2ILocal:
                 "HumanTaskUiArn": f"{prefix}:human-task-ui/{name}-ui",
                 "TaskTitle": f"Review {name}",
                 "TaskDescription": "Review the item",
-                "TaskCount": 1,
+                "TaskCount": task_count,
                 "TaskAvailabilityLifetimeInSeconds": task_availability_lifetime_seconds,
             },
             OutputConfig={"S3OutputPath": output_path},
@@ -127,7 +128,11 @@ class A2ILocal:
         return self.control("POST", "/_local/config", fields)
 
     def complete(self, name: str, answer: dict | None = None, worker_id: str | None = None,
-                 time_spent_seconds: float | None = None) -> dict:
+                 time_spent_seconds: float | None = None, *, human_answers: list[dict] | None = None) -> dict:
+        """Complete a loop with one answer, or with ``human_answers`` (the control API's
+        ``{"humanAnswers": [...]}``: answerContent, workerId, timeSpentInSeconds, ... each)."""
+        if human_answers is not None:
+            return self.control("POST", f"/_local/human-loops/{name}/complete", {"humanAnswers": human_answers})
         body: dict = {"answerContent": answer if answer is not None else {}}
         if worker_id is not None:
             body["workerId"] = worker_id

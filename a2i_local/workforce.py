@@ -4,7 +4,10 @@ Off by default (`--workforce` turns it on; `make run` does). Every
 `workforce_tick_seconds` the daemon thread:
 
 1. reviews: for each InProgress loop (oldest first) whose age exceeds its review time,
-   completes it with a plausible answer from a worker, or fails it
+   completes it with plausible answers from as many distinct workers as its flow
+   definition's TaskCount (each with their own acceptance and submission times and time
+   spent; a `workforce_disagreement_rate` share of multi-worker loops gets one worker who
+   answers differently), or fails it
    (`workforce_failure_rate`, FailureCode InternalError or ValidationError), or leaves it
    untouched forever (`workforce_abandon_rate`), so the store's expiry turns it into
    Failed/Expired when its flow definition's TaskAvailabilityLifetimeInSeconds passes;
@@ -13,6 +16,8 @@ Off by default (`--workforce` turns it on; `make run` does). Every
 
 Review time and fate are derived from a hash of the loop name, not from the thread's
 random state, so a loop gets the same review time on every tick and after a restart.
+The 25 workers differ: each has a speed (time on task from about half to twice the
+typical) and a weight (how often they pick a task up), both derived from their id.
 Review times are log-normal, fitted to `workforce_review_seconds_median` and `_p90`.
 All options are read live, so `POST /_local/config` can speed the workforce up.
 """
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 from a2i_local import errors
+from a2i_local.output import WorkerAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,16 @@ SCAN_LIMIT = 1000
 
 LABELS = ("cat", "dog", "bird", "car", "invoice", "receipt", "fraud", "legit", "positive", "negative")
 WORKERS = tuple(hashlib.sha1(f"worker-{n}".encode()).hexdigest()[:24] for n in range(25))
+
+
+def _worker_trait(worker_id: str, salt: str) -> float:
+    return int.from_bytes(hashlib.sha256(f"{salt}:{worker_id}".encode()).digest()[:4], "big") / 2**32
+
+
+# Speed multiplies the time on task (0.5 to 2: some reviewers are four times faster than
+# others); weight is how often a worker picks a task up (1 to 8: some are much busier).
+SPEED = {worker: 0.5 * 4 ** _worker_trait(worker, "speed") for worker in WORKERS}
+WEIGHT = {worker: 1 + 7 * _worker_trait(worker, "weight") ** 2 for worker in WORKERS}
 FAILURES = (
     ("InternalError", "The worker task could not be completed because of an internal error."),
     ("ValidationError", "The answer submitted by the worker did not match the task template."),
@@ -89,13 +105,48 @@ def fate_of(name: str, options) -> Fate:
     return Fate(review_seconds=review, action=action, rng_seed=seed)
 
 
-def make_answer(fate: Fate) -> tuple[dict, str, float]:
-    """A plausible (answerContent, workerId, timeSpentInSeconds) for a completed loop."""
-    rng = random.Random(fate.rng_seed ^ 0x5EED)
+def make_answers(seed: int, *, task_count: int, created_ms: int, completed_ms: int,
+                 disagreement_rate: float) -> list[WorkerAnswer]:
+    """Plausible answers of ``task_count`` distinct workers for a loop created at
+    ``created_ms`` whose last answer is submitted at ``completed_ms``.
+
+    The workers are drawn by weight (busier workers answer more); each accepts, spends
+    a time scaled by their speed, and submits, all within the loop's life; the last
+    submission is the completion. The answerContent is the same for all, except that with
+    probability ``disagreement_rate`` (multi-worker loops) one worker answers another label.
+    Deterministic for a given seed.
+    """
+    rng = random.Random(seed ^ 0x5EED)
+    task_count = max(1, min(int(task_count), 3))
     answer = {"label": rng.choice(LABELS), "confidence": round(rng.uniform(0.55, 1.0), 2)}
-    # Time spent on the task is a part of the time the loop waited for a reviewer.
-    spent = round(min(fate.review_seconds, 3600.0) * rng.uniform(0.2, 0.9), 3)
-    return answer, rng.choice(WORKERS), spent
+    pool, weights, workers = list(WORKERS), [WEIGHT[w] for w in WORKERS], []
+    for _ in range(task_count):
+        index = rng.choices(range(len(pool)), weights=weights)[0]
+        workers.append(pool.pop(index))
+        weights.pop(index)
+    dissenter = rng.randrange(1, task_count) if task_count > 1 and rng.random() < disagreement_rate else None
+    life_ms = max(completed_ms - created_ms, 0)
+    answers = []
+    for position, worker in enumerate(workers):
+        # The last worker submits at completion; the others somewhere in the second half.
+        submitted = completed_ms if position == task_count - 1 else created_ms + int(life_ms * rng.uniform(0.5, 1.0))
+        # Time spent on the task is a part of the time the loop waited for this reviewer.
+        typical = min(life_ms / 1000, 3600.0) * rng.uniform(0.2, 0.6)
+        spent = round(min(typical * SPEED[worker], (submitted - created_ms) / 1000), 3)
+        content = dict(answer)
+        if position == dissenter:
+            content["label"] = rng.choice([label for label in LABELS if label != answer["label"]])
+        answers.append(WorkerAnswer(content, worker, spent, max(created_ms, submitted - int(spent * 1000)), submitted))
+    return answers
+
+
+def task_count_of(spec: str) -> int:
+    """TaskCount (1 to 3) of a flow definition's stored spec (JSON); 1 when absent or unreadable."""
+    try:
+        count = int(json.loads(spec).get("HumanLoopConfig", {}).get("TaskCount") or 1)
+    except (ValueError, TypeError, AttributeError):
+        return 1
+    return max(1, min(count, 3))
 
 
 def make_input(rng: random.Random) -> str:
@@ -140,6 +191,7 @@ class Workforce:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_start_tick: float | None = None
+        self._task_counts: dict[str, int] = {}
         self.totals = {"completed": 0, "failed": 0, "started": 0, "skipped": 0}
 
     def start(self) -> Workforce:
@@ -190,8 +242,11 @@ class Workforce:
                     self.store.fail_loop(name, code, reason)
                     counts["failed"] += 1
                 else:
-                    answer, worker_id, spent = make_answer(fate)
-                    self.store.complete_loop(name, answer, worker_id=worker_id, time_spent_seconds=spent)
+                    answers = make_answers(
+                        fate.rng_seed, task_count=self._task_count(loop["FlowDefinitionArn"]),
+                        created_ms=loop["CreationTimeMs"], completed_ms=self.store.now_ms(),
+                        disagreement_rate=self.options.workforce_disagreement_rate)
+                    self.store.complete_loop(name, answers=answers)
                     counts["completed"] += 1
             except errors.OutputWriteError as exc:
                 # S3 is down or misconfigured: every completion would fail the same way,
@@ -202,6 +257,12 @@ class Workforce:
             except errors.AwsError as exc:  # stopped/deleted meanwhile: not ours any more
                 counts["skipped"] += 1
                 logger.debug("workforce skipped %s: %s", name, exc.message)
+
+    def _task_count(self, flow_definition_arn: str) -> int:
+        if flow_definition_arn not in self._task_counts:
+            record = self.store.flow_definitions.by_arn(flow_definition_arn)
+            self._task_counts[flow_definition_arn] = task_count_of(record.spec) if record else 1
+        return self._task_counts[flow_definition_arn]
 
     def _start_new(self, counts: dict) -> None:
         now = time.monotonic()

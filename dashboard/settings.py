@@ -204,6 +204,17 @@ A2I_SYNC_DESCRIBE_LIMIT = envint("A2I_SYNC_DESCRIBE_LIMIT", "50")
 A2I_STATS_MAX_AGE = envint("A2I_STATS_MAX_AGE", "120")
 # Selections larger than this run as a Celery task with progress.
 A2I_BULK_ACTION_THRESHOLD = envint("A2I_BULK_ACTION_THRESHOLD", "20")
+# Reading the reviewers' answers (output.json) of Completed loops in the background:
+# S3 reads at once, the largest answerContent kept (a larger one keeps its metadata and
+# a "too large" marker), attempts per unreadable file (with backoff) before giving up,
+# and seconds between beat's ingestion runs (a sync that changed loops also queues one).
+A2I_ANSWERS_CONCURRENCY = envint("A2I_ANSWERS_CONCURRENCY", "16")
+A2I_ANSWERS_MAX_BYTES = envint("A2I_ANSWERS_MAX_BYTES", str(256 * 1024))
+A2I_ANSWERS_MAX_ATTEMPTS = envint("A2I_ANSWERS_MAX_ATTEMPTS", "5")
+A2I_ANSWERS_INTERVAL = envint("A2I_ANSWERS_INTERVAL", "60")
+# The loop page reads output.json while a person waits: above this size it shows the
+# file's metadata and a download link instead of parsing it.
+A2I_OUTPUT_MAX_BYTES = envint("A2I_OUTPUT_MAX_BYTES", str(1024 * 1024))
 # Tuning of the stop/delete actions (constants, not environment variables): the
 # service's own retries of a call still throttled after botocore's, with exponential
 # backoff and full jitter from this first delay; how long stop-then-delete waits for
@@ -322,6 +333,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "loops.tasks.schedule_syncs",
         "schedule": float(A2I_FULL_SYNC_INTERVAL),
         "kwargs": {"full": True},
+    },
+    "ingest-answers": {
+        "task": "loops.tasks.ingest_answers",
+        "schedule": float(A2I_ANSWERS_INTERVAL),
     },
     "worker-heartbeat": {
         "task": "loops.tasks.heartbeat",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlparse
 
@@ -36,6 +37,7 @@ from botocore.exceptions import (
 )
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 from django.conf import settings
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 __all__ = [
     "A2IUnavailable",
@@ -48,6 +50,7 @@ __all__ = [
     "error_message",
     "iter_flow_definitions",
     "iter_loop_pages",
+    "open_human_loop_output",
     "read_human_loop_output",
     "region_of_arn",
     "reset_clients",
@@ -63,7 +66,16 @@ class A2IUnavailable(Exception):
 
 
 class OutputUnavailable(Exception):
-    """A loop's output.json cannot be read; the message says why, for a human."""
+    """A loop's output.json cannot be read; the message says why, for a human.
+
+    `code` names the cause for callers that treat causes differently: the S3 error code
+    (NoSuchKey, AccessDenied, ...), "unreachable", "stream" (the connection broke while
+    reading), "uri" (not an S3 object URI) or "error".
+    """
+
+    def __init__(self, message: str, code: str = "error"):
+        super().__init__(message)
+        self.code = code
 
 
 # --- clients -----------------------------------------------------------------
@@ -111,8 +123,9 @@ def _config(interactive: bool) -> Config:
         retries={"mode": "standard", "total_max_attempts": settings.A2I_MAX_ATTEMPTS},
         connect_timeout=settings.A2I_CONNECT_TIMEOUT,
         read_timeout=settings.A2I_READ_TIMEOUT,
-        # One client serves every thread of a process (the sync's prefetch, bulk actions).
-        max_pool_connections=20,
+        # One client serves every thread of a process (the sync's prefetch, bulk actions,
+        # the answers' concurrent reads of output.json).
+        max_pool_connections=max(20, settings.A2I_ANSWERS_CONCURRENCY),
     )
 
 
@@ -284,39 +297,118 @@ def describe_flow_definition(region: str, name: str) -> dict:
 # --- S3 output -----------------------------------------------------------------
 
 
-def read_human_loop_output(output_s3_uri: str, region: str) -> dict:
-    """Read and parse a loop's output.json from S3.
+OUTPUT_CHUNK_BYTES = 64 * 1024
 
-    Raises OutputUnavailable with a message for a human: bad URI, missing object,
-    no permission, unreachable endpoint, not JSON.
+
+@dataclass
+class OutputObject:
+    """An output.json being read from S3: its metadata, and its body as a stream of chunks.
+
+    `size` is the whole object's size even when a ranged read asked for less. Use it as
+    a context manager (or call close()) so an unread body releases its connection.
     """
-    parsed = urlparse(output_s3_uri or "")
-    bucket, key = parsed.netloc, parsed.path.lstrip("/")
-    if parsed.scheme != "s3" or not bucket or not key:
-        raise OutputUnavailable(f"Not an S3 object URI: {output_s3_uri!r}")
+
+    uri: str
+    size: int | None
+    last_modified: datetime | None
+    etag: str
+    content_type: str
+    _body: object = field(default=None, repr=False)
+
+    def chunks(self, chunk_size: int = OUTPUT_CHUNK_BYTES) -> Iterator[bytes]:
+        """The body, chunk by chunk. A connection that breaks mid-way raises OutputUnavailable."""
+        if self._body is None:
+            return
+        try:
+            yield from self._body.iter_chunks(chunk_size)
+        except (BotoCoreError, Urllib3HTTPError, OSError) as exc:
+            raise OutputUnavailable(f"Reading {self.uri} stopped half-way: {error_message(exc)}", "stream") from exc
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+    def __enter__(self) -> OutputObject:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_human_loop_output(
+    output_s3_uri: str, region: str, *, interactive: bool = False, max_bytes: int | None = None
+) -> OutputObject:
+    """GetObject of a loop's output.json, streamed: nothing of the body is read yet.
+
+    `max_bytes`: a ranged read of the first max_bytes + 1 bytes only (`size` still says
+    how large the whole object is), so a caller with a size cap never transfers a huge
+    file. `interactive=True` when a person waits: the fail-fast client. Raises
+    OutputUnavailable (bad URI, missing object or bucket, no permission, unreachable S3).
+    """
+    bucket, key = _split_s3_uri(output_s3_uri)
+    params = {"Bucket": bucket, "Key": key}
+    if max_bytes is not None:
+        params["Range"] = f"bytes=0-{max_bytes}"
     try:
-        # Only the loop page reads outputs, while a person waits: the fail-fast client.
-        response = s3_client(region, interactive=True).get_object(Bucket=bucket, Key=key)
-        body = response["Body"].read()
+        response = s3_client(region, interactive=interactive).get_object(**params)
     except ClientError as exc:
-        code = error_code(exc) or ""
-        if code in ("NoSuchKey", "404", "NotFound"):
-            raise OutputUnavailable(f"The output does not exist (yet): {output_s3_uri}") from exc
-        if code == "NoSuchBucket":
-            raise OutputUnavailable(f"The output bucket {bucket!r} does not exist: {output_s3_uri}") from exc
-        if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            raise OutputUnavailable(
-                f"No permission to read {output_s3_uri} (the dashboard needs s3:GetObject on it)"
-            ) from exc
-        raise OutputUnavailable(f"Cannot read {output_s3_uri}: {error_message(exc)}") from exc
+        if error_code(exc) == "InvalidRange":
+            # A range of an empty object is unsatisfiable: the object exists and is empty.
+            return OutputObject(output_s3_uri, 0, None, "", "")
+        raise _output_error(exc, output_s3_uri, bucket) from exc
     except _UNAVAILABLE as exc:
-        raise OutputUnavailable(f"Cannot read {output_s3_uri}: {_unavailable(exc)}") from exc
+        raise OutputUnavailable(f"Cannot read {output_s3_uri}: {_unavailable(exc)}", "unreachable") from exc
     except BotoCoreError as exc:
         raise OutputUnavailable(f"Cannot read {output_s3_uri}: {error_message(exc)}") from exc
+    size = response.get("ContentLength")
+    content_range = response.get("ContentRange") or ""  # "bytes 0-1048576/5242880"
+    if "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
+        size = int(content_range.rsplit("/", 1)[1])
+    return OutputObject(
+        uri=output_s3_uri,
+        size=size,
+        last_modified=response.get("LastModified"),
+        etag=(response.get("ETag") or "").strip('"'),
+        content_type=response.get("ContentType") or "",
+        _body=response["Body"],
+    )
+
+
+def read_human_loop_output(output_s3_uri: str, region: str) -> dict:
+    """Read and parse a loop's output.json from S3, whole (the fail-fast client).
+
+    Raises OutputUnavailable with a message for a human: bad URI, missing object,
+    no permission, unreachable endpoint, not JSON. No size or depth cap: for untrusted
+    files use open_human_loop_output with loops.services.output_json.
+    """
+    with open_human_loop_output(output_s3_uri, region, interactive=True) as output:
+        body = b"".join(output.chunks())
     try:
         return json.loads(body)
     except ValueError as exc:
-        raise OutputUnavailable(f"The output at {output_s3_uri} is not valid JSON: {exc}") from exc
+        raise OutputUnavailable(f"The output at {output_s3_uri} is not valid JSON: {exc}", "json") from exc
+
+
+def _split_s3_uri(output_s3_uri: str) -> tuple[str, str]:
+    parsed = urlparse(output_s3_uri or "")
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if parsed.scheme != "s3" or not bucket or not key:
+        raise OutputUnavailable(f"Not an S3 object URI: {output_s3_uri!r}", "uri")
+    return bucket, key
+
+
+def _output_error(exc: ClientError, output_s3_uri: str, bucket: str) -> OutputUnavailable:
+    code = error_code(exc) or ""
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return OutputUnavailable(f"The output does not exist (yet): {output_s3_uri}", "NoSuchKey")
+    if code == "NoSuchBucket":
+        return OutputUnavailable(f"The output bucket {bucket!r} does not exist: {output_s3_uri}", code)
+    if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return OutputUnavailable(
+            f"No permission to read {output_s3_uri} (the dashboard needs s3:GetObject on it)", "AccessDenied"
+        )
+    return OutputUnavailable(f"Cannot read {output_s3_uri}: {error_message(exc)}", code or "error")
 
 
 # --- ARNs ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """SVG geometry of the dashboard's stacked bar charts (presentation only; the data comes from services).
 
 `stacked_bars` turns buckets of counts by status into the coordinates that
-templates/loops/_chart.html draws; no query, no formatting of values.
+templates/loops/_chart.html draws; `day_bars` does the same for a worker's answers per
+day (templates/loops/reviewers/_day_chart.html). No query, no formatting of values.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 from loops.models import HumanLoopStatus
 
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 220, 44, 22, 10
+# Room for a second scale on the right (day_bars' time on task).
+PAD_RIGHT = 56
+# Axis maxima for durations (seconds) whose quarter ticks read as whole units (15 s, 1 min, 5 min, 6 h...).
+NICE_DURATIONS = (4, 8, 20, 40, 60, 240, 480, 1200, 2400, 3600, 4 * 3600, 8 * 3600, 86400, 4 * 86400, 8 * 86400)
 STATUSES = [s.value for s in HumanLoopStatus]
 
 
@@ -77,3 +82,56 @@ def nice_ceiling(value: int) -> int:
             if step * magnitude >= value:
                 return step * magnitude
         magnitude *= 10
+
+
+def day_bars(days) -> dict:
+    """A worker's answers per day as bars, and their median time on task as a line on a
+    second scale (services.reviewers.WorkerDay items, oldest first), as SVG coordinates."""
+    peak = max((day.answers for day in days), default=0)
+    scale_max = nice_ceiling(peak)
+    slowest = max((day.time_median for day in days if day.time_median is not None), default=0)
+    time_max = next((d for d in NICE_DURATIONS if d >= slowest), int(slowest) + 1) if slowest else 0
+    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
+    plot_h = HEIGHT - PAD_BOTTOM - PAD_TOP
+    slot = plot_w / max(len(days), 1)
+    bar_w = max(slot * 0.7, 1)
+    bars, points = [], []
+    for index, day in enumerate(days):
+        x = PAD_LEFT + index * slot + (slot - bar_w) / 2
+        h = plot_h * day.answers / scale_max if scale_max else 0
+        bars.append(
+            {
+                "x": round(x, 2),
+                "w": round(bar_w, 2),
+                "y": round(PAD_TOP + plot_h - h, 2),
+                "h": round(h, 2),
+                "n": day.answers,
+                "time": day.time_median,
+                "key": day.day.isoformat(),
+                "label": day.day.strftime("%m-%d"),
+                "show_label": index % 5 == 0,
+                "label_x": round(x + bar_w / 2, 2),
+            }
+        )
+        if day.time_median is not None and time_max:
+            points.append(
+                {"x": round(x + bar_w / 2, 2), "y": round(PAD_TOP + plot_h - plot_h * day.time_median / time_max, 2)}
+            )
+    return {
+        "width": WIDTH,
+        "height": HEIGHT,
+        "plot_h": plot_h,
+        "plot_top": PAD_TOP,
+        "pad_left": PAD_LEFT,
+        "right_x": WIDTH - PAD_RIGHT,
+        "bars": bars,
+        "points": points,
+        "line": " ".join(f"{p['x']},{p['y']}" for p in points),
+        "ticks": [{"value": scale_max * i // 4, "y": round(PAD_TOP + plot_h - plot_h * i / 4, 2)} for i in range(5)]
+        if scale_max
+        else [],
+        "time_ticks": [{"seconds": time_max * i / 4, "y": round(PAD_TOP + plot_h - plot_h * i / 4, 2)} for i in range(5)]
+        if time_max
+        else [],
+        "total": sum(day.answers for day in days),
+    }

@@ -10,6 +10,8 @@ The loop list's contract:
     name             case-insensitive "contains"
     failure_code     exact (ValidationError, Expired, InternalError, ...)
     deleted          on/true/1: include loops deleted upstream (off by default)
+    reviewer         a worker id: loops with an answer from this worker (read from output.json)
+    agreement        agree | disagree: loops with 2+ answers that are all equal / not all equal
 
 The actions use the same FilterSet to resolve "all N loops matching these
 filters", so it must stay free of view concerns.
@@ -17,14 +19,14 @@ filters", so it must stay free of view concerns.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import django_filters
 from django import forms
 from django.db.models import Q
 from django.utils import timezone
 
-from loops.models import FlowDefinition, HumanLoop, HumanLoopStatus, LoopAction, LoopActionBatch
+from loops.models import FlowDefinition, HumanAnswer, HumanLoop, HumanLoopStatus, LoopAction, LoopActionBatch
 
 WINDOWS = {
     "1h": timedelta(hours=1),
@@ -40,7 +42,12 @@ WINDOW_CHOICES = [
     ("7d", "Last 7 days"),
     ("30d", "Last 30 days"),
 ]
-FILTER_PARAMS = ("flow_definition", "status", "window", "created_after", "created_before", "name", "failure_code", "deleted")
+FILTER_PARAMS = (
+    "flow_definition", "status", "window", "created_after", "created_before", "name", "failure_code", "deleted",
+    "reviewer", "agreement",
+)
+AGREEMENT_CHOICES = [("agree", "Reviewers agree"), ("disagree", "Reviewers disagree")]
+WORKER_ID_MAX_LENGTH = 256
 
 
 class FlowDefinitionField(forms.MultipleChoiceField):
@@ -122,6 +129,8 @@ class LoopFilter(django_filters.FilterSet):
         widget=forms.CheckboxInput,
         method="filter_deleted",
     )
+    reviewer = django_filters.CharFilter(label="Answered by (worker id)", method="filter_reviewer", max_length=WORKER_ID_MAX_LENGTH)
+    agreement = django_filters.ChoiceFilter(label="Reviewers", choices=AGREEMENT_CHOICES, method="filter_agreement")
 
     class Meta:
         model = HumanLoop
@@ -142,6 +151,14 @@ class LoopFilter(django_filters.FilterSet):
         if delta is None:
             return qs
         return qs.filter(creation_time__gte=timezone.now() - delta)
+
+    def filter_reviewer(self, qs, name, value):
+        # Index answer_worker_created: the loop ids this worker answered.
+        return qs.filter(pk__in=HumanAnswer.objects.filter(worker_id=value).values("loop_id"))
+
+    def filter_agreement(self, qs, name, value):
+        # Index answer_agreement: every answer row carries its loop's agreement.
+        return qs.filter(pk__in=HumanAnswer.objects.filter(loop_agrees=value == "agree").values("loop_id"))
 
     def filter_deleted(self, qs, name, value):
         # Applied in filter_queryset so that "off" (the default) also filters.
@@ -178,3 +195,82 @@ class LoopActionFilter(django_filters.FilterSet):
     class Meta:
         model = LoopAction
         fields: list[str] = []
+
+
+class ReviewerFilterForm(forms.Form):
+    def clean(self):
+        cleaned = super().clean()
+        for key in ("created_after", "created_before"):
+            moment = cleaned.get(key)
+            if moment is None:
+                continue
+            try:
+                moment.astimezone(UTC)
+            except OverflowError:
+                self.add_error(key, "This date is out of range once converted to UTC.")
+                cleaned.pop(key, None)
+        after, before = cleaned.get("created_after"), cleaned.get("created_before")
+        if after and before and after >= before:
+            raise forms.ValidationError("“Created after” must be earlier than “created before”.", code="range")
+        return cleaned
+
+
+class ReviewerFilter(django_filters.FilterSet):
+    """GET filters of the reviewers pages: the loop list's names and meanings, over answers.
+
+    The time filters select answers by their loop's creation time, as on the loop list,
+    so a reviewer's count and the loop list filtered by `reviewer` agree.
+    """
+
+    flow_definition = FlowDefinitionFilter(label="Flow definition", choices=[], distinct=False)
+    window = django_filters.ChoiceFilter(label="Loops created in", choices=WINDOW_CHOICES, empty_label=None, method="filter_window")
+    created_after = django_filters.DateTimeFilter(
+        label="Created after (UTC)",
+        field_name="loop_creation_time",
+        lookup_expr="gte",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"),
+    )
+    created_before = django_filters.DateTimeFilter(
+        label="Created before (UTC)",
+        field_name="loop_creation_time",
+        lookup_expr="lt",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"),
+    )
+
+    class Meta:
+        model = HumanAnswer
+        fields: list[str] = []
+        form = ReviewerFilterForm
+
+    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
+        if queryset is None:
+            queryset = HumanAnswer.objects.all()
+        super().__init__(data, queryset, request=request, prefix=prefix)
+        flow_definitions = list(FlowDefinition.objects.order_by("name", "region").values_list("arn", "name", "region"))
+        field = self.filters["flow_definition"]
+        field.extra["choices"] = [(arn, f"{name} ({region})") for arn, name, region in flow_definitions]
+        field.extra["names"] = [name for _arn, name, _region in flow_definitions]
+
+    def filter_window(self, qs, name, value):
+        delta = WINDOWS.get(value)
+        if delta is None:
+            return qs
+        return qs.filter(loop_creation_time__gte=timezone.now() - delta)
+
+    def flow_definition_ids(self) -> list[int] | None:
+        """The selected flow definitions' ids (valid forms only), None when not filtered."""
+        values = self.form.cleaned_data.get("flow_definition")
+        if not values:
+            return None
+        return list(FlowDefinition.objects.filter(Q(arn__in=values) | Q(name__in=values)).values_list("id", flat=True))
+
+    def standard_window(self) -> str | None:
+        """The window when only `window` (and at most one flow definition) restricts the
+        answers: the precomputed figures then apply; else None (computed on request)."""
+        data = self.form.cleaned_data
+        if data.get("created_after") or data.get("created_before"):
+            return None
+        ids = self.flow_definition_ids()
+        if ids is not None and len(ids) != 1:
+            return None
+        return data.get("window") or "all"

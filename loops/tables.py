@@ -1,4 +1,4 @@
-"""The dashboard's django-tables2 tables: the loop list (HTML and export), the audit log, the plan.
+"""The dashboard's django-tables2 tables: the loop list (HTML and export), the audit log, the plan, the reviewers.
 
 Rendering never touches `record.flow_definition` (one query per row, or a JOIN that
 slows deep pages): the table gets the flow definitions as a dict by id instead.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from html import escape
+from urllib.parse import urlencode
 
 import django_tables2 as tables
 from django.core.paginator import EmptyPage, Page
@@ -22,7 +23,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django_tables2.paginators import LazyPaginator
 from django_tables2.rows import BoundRow
 
-from loops.formatting import timestamp_html
+from loops.formatting import human_duration, percent, timestamp_html
 from loops.models import HumanLoop, LoopAction
 
 DEFAULT_ORDER = "-creation_time"
@@ -258,3 +259,61 @@ class DeferredJoinPaginator(LazyPaginator):
             self._num_pages = number
             self._final_num_pages = number
         return Page(objects, number, self)
+
+
+class ReviewerTable(tables.Table):
+    """The reviewers page (/reviewers/): one row per worker (services.reviewers.ReviewerRow).
+
+    At most a few hundred rows (one per worker), sorted in Python by django-tables2, which
+    also draws the headers and pages; the page's rows are written by rows_html, for the
+    same reason as the loop list's (django-tables2's per-cell machinery was most of the
+    page's time: docs/performance.md, "Answers"). `query` is the page's filter query
+    string, carried over to the worker page and the loop list.
+    """
+
+    worker_id = tables.Column(verbose_name="Worker")
+    answers = tables.Column(verbose_name="Answers")
+    loops_per_day = tables.Column(verbose_name="Loops per active day")
+    time_median = tables.Column(verbose_name="Median time on task")
+    time_p90 = tables.Column(verbose_name="p90 time on task")
+    wait_median = tables.Column(verbose_name="Median queue wait")
+    share = tables.Column(verbose_name="Share of answers")
+    agreement = tables.Column(verbose_name="Agreement")
+
+    class Meta:
+        order_by = "-answers"
+        attrs = {"class": "table reviewers"}
+        empty_text = "No answers match these filters"
+        template_name = "loops/reviewers/_table.html"
+
+    def __init__(self, *args, query: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.query = query
+
+    def rows_html(self) -> SafeString:
+        """The current page's <tr> elements."""
+        loops_url = reverse("loops:loop_list")
+        suffix = f"?{escape(self.query)}" if self.query else ""
+        extra = f"&amp;{escape(self.query)}" if self.query else ""
+        rows = []
+        for record in (row.record for row in self.paginated_rows):
+            worker = escape(record.worker_id)
+            agreement = (
+                f'{percent(record.agreement)} <span class="muted small">of {record.pairs_compared:,} compared</span>'
+                if record.agreement is not None
+                else "—"
+            )
+            cells = (
+                ("Worker", "", f'<a href="{escape(reverse("loops:reviewer", args=[record.worker_id]))}{suffix}">{worker}</a>'),
+                ("Answers", "", f'<a href="{loops_url}?{escape(urlencode({"reviewer": record.worker_id}))}{extra}" '
+                 f'title="Their loops in the loop list">{record.answers:,}</a>'),
+                ("Loops per active day", "num", "—" if record.loops_per_day is None else f"{record.loops_per_day:,.1f}"),
+                ("Median time on task", "num", human_duration(record.time_median)),
+                ("p90 time on task", "num", human_duration(record.time_p90)),
+                ("Median queue wait", "num", human_duration(record.wait_median)),
+                ("Share of answers", "num", percent(record.share)),
+                ("Agreement", "num", agreement),
+            )
+            tds = "".join(f'<td class="{cls}" data-label="{label}">{html}</td>' for label, cls, html in cells)
+            rows.append(f"<tr>{tds}</tr>")
+        return mark_safe("\n".join(rows))

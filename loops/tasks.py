@@ -10,6 +10,7 @@ that is recorded on the SyncRun and not retried (the next scheduled run will).
 """
 
 import logging
+import time
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from loops.a2i import A2IUnavailable
 from loops.models import FlowDefinition, FlowDefinitionStatus, LoopActionBatch, WorkerHeartbeat
-from loops.services import actions, alerts, discovery, metrics, notify, sync
+from loops.services import actions, alerts, answers, discovery, metrics, notify, reviewers, stats, sync
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ def sync_flow_definition(flow_definition_id: int, full: bool = False) -> dict | 
         run = sync.sync_flow_definition(flow_definition_id, full=full)
     except FlowDefinition.DoesNotExist:
         return None
+    if run.created or run.updated:
+        # Loops may have become Completed: read their answers, in one batched task (it
+        # finds every due loop itself; a run already going makes this one return at once).
+        ingest_answers.apply_async(expires=settings.A2I_ANSWERS_INTERVAL)
     return {
         "sync_run": run.pk,
         "outcome": run.outcome,
@@ -73,6 +78,38 @@ def sync_flow_definition(flow_definition_id: int, full: bool = False) -> dict | 
         "updated": run.updated,
         "marked_deleted": run.marked_deleted,
         "error": run.error,
+    }
+
+
+# One run reads for at most this long, then hands the rest to a fresh task, so a backfill
+# of a million loops never holds a worker slot for long and syncs keep their turn.
+INGEST_RUN_SECONDS = 120
+
+
+@shared_task(soft_time_limit=INGEST_RUN_SECONDS + 120, time_limit=INGEST_RUN_SECONDS + 180)
+def ingest_answers() -> dict:
+    """Read the answers (output.json) of the Completed loops not read yet or due for another
+    attempt, batch after batch; then refresh the figures they change. One run at a time."""
+    with answers.single_runner() as mine:
+        if not mine:
+            return {"skipped": "another ingestion is running"}
+        report = answers.ingest_due_answers(deadline=time.monotonic() + INGEST_RUN_SECONDS)
+    for fd in FlowDefinition.objects.filter(pk__in=report.flow_definition_ids):
+        stats.refresh_flow_definition_stats(fd)
+    if reviewers.reviewer_stats_due(answers_written=report.answers > 0):
+        reviewers.refresh_reviewer_stats()
+    if report.loops and not report.unavailable and answers.due_loops(now=timezone.now()).exists():
+        ingest_answers.delay()
+    if report.unavailable:
+        logger.warning("answers: S3 unreachable, the next run tries again: %s", report.unavailable)
+    return {
+        "loops": report.loops,
+        "ingested": report.ingested,
+        "answers": report.answers,
+        "failed": report.failed,
+        "given_up": report.given_up,
+        "unavailable": report.unavailable,
+        "seconds": round(report.seconds, 2),
     }
 
 

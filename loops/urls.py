@@ -3,7 +3,7 @@ and the machine-readable endpoints (/metrics, /health/, /badges/)."""
 
 from django.urls import include, path, re_path
 
-from loops.views import actions, alerts, flow_definitions, loop, loop_list, monitoring, overview, sync, tokens
+from loops.views import actions, alerts, flow_definitions, loop, loop_list, monitoring, overview, reviewers, sync, tokens
 
 action_patterns = [
     path("confirm/", actions.confirm, name="confirm"),
@@ -17,9 +17,13 @@ page_patterns = [
     path("loops/", loop_list.loop_list, name="loop_list"),
     path("loops/<int:pk>/", loop.loop_detail, name="loop"),
     path("loops/<int:pk>/refresh/", loop.loop_refresh, name="loop_refresh"),
+    path("loops/<int:pk>/output.json", loop.loop_output_raw, name="loop_output"),
     path("flow-definitions/", flow_definitions.flow_definition_list, name="flow_definitions"),
     path("flow-definitions/<int:pk>/", flow_definitions.flow_definition_detail, name="flow_definition"),
     path("sync/", sync.sync_runs, name="sync"),
+    path("reviewers/", reviewers.reviewer_list, name="reviewers"),
+    # Worker ids come from output.json: any characters, slashes included.
+    path("reviewers/<path:worker_id>/", reviewers.reviewer_detail, name="reviewer"),
     path("alerts/", alerts.alerts_page, name="alerts"),
     path("alerts/evaluate/", alerts.evaluate_now, name="alerts_evaluate"),
     path("alerts/rules/new/", alerts.rule_create, name="alert_rule_create"),

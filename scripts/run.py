@@ -6,10 +6,11 @@ Steps, in order:
      a PING, otherwise kombu's filesystem transport under var/broker, named in the output);
   2. migrate; create the demo admin (local-only password, printed) and the default alert
      rules; e-mail goes to files in var/mail/ (printed);
-  3. seed A2I Local's SQLite store once (skipped when the file exists);
-  4. start moto's S3 server, A2I Local (simulated workforce, new loops arriving),
-     a Celery worker and beat, run one sync so the first page is populated,
-     then start the web server and print its URL and the login.
+  3. start moto's S3 server; seed A2I Local's SQLite store once (skipped when the file
+     exists), with output.json for the most recent Completed loops;
+  4. start A2I Local (simulated workforce, new loops arriving), a Celery worker and
+     beat, run one sync and read the newest loops' answers so the first pages are
+     populated, then start the web server and print its URL and the login.
 
 Every child runs in its own process group and its output lines are prefixed with
 its name. Ctrl-C (SIGINT) or SIGTERM stops every process this script started
@@ -46,6 +47,8 @@ S3_PORT = int(os.environ.get("RUN_S3_PORT", "8002"))
 VAR = Path(os.environ.get("RUN_VAR_DIR", ROOT / "var")).resolve()
 SEED_FLOW_DEFINITIONS = os.environ.get("RUN_SEED_FLOW_DEFINITIONS", "3")
 SEED_LOOPS = os.environ.get("RUN_SEED_LOOPS", "5000")
+# How many of the newest seeded Completed loops get an output.json (moto takes ~5 ms a file).
+SEED_OUTPUTS = os.environ.get("RUN_SEED_OUTPUTS", "300")
 # New loops per second started by A2I Local's simulated workforce.
 START_RATE = os.environ.get("RUN_START_RATE", "0.5")
 STOP_TIMEOUT = float(os.environ.get("RUN_STOP_TIMEOUT", "10"))
@@ -174,7 +177,7 @@ def build_env() -> tuple[dict[str, str], str]:
     )
 
 
-def seed_a2i_local(env: dict[str, str], db: Path) -> None:
+def seed_a2i_local(env: dict[str, str], db: Path, s3_url: str) -> None:
     if db.exists():
         say("run", f"A2I Local store {db} exists: not seeding again (delete it to start over)")
         return
@@ -186,7 +189,9 @@ def seed_a2i_local(env: dict[str, str], db: Path) -> None:
     code, _ = run_step(
         "seed",
         [PYTHON, "-m", "a2i_local", "seed", "--db", str(tmp),
-         "--flow-definitions", SEED_FLOW_DEFINITIONS, "--loops", SEED_LOOPS, "--region", env["AWS_DEFAULT_REGION"]],
+         "--flow-definitions", SEED_FLOW_DEFINITIONS, "--loops", SEED_LOOPS, "--region", env["AWS_DEFAULT_REGION"],
+         # One, two and three reviewers per loop, so the reviewers page shows agreement too.
+         "--task-count", "1,2,3", "--s3-endpoint", s3_url, "--output-loops", SEED_OUTPUTS],
         env,
     )
     if code != 0:
@@ -214,14 +219,13 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
     if code != 0:
         raise RuntimeError(f"create_default_alerts failed (exit {code})")
 
-    a2i_db = VAR / "a2i-local.sqlite3"
-    seed_a2i_local(env, a2i_db)
-
     # moto logs every request; the workforce writes an output.json per completed loop.
-    # Only failed requests are worth a line.
-    quiet = re.compile(r'"(GET|PUT|HEAD|POST|DELETE) \S+ HTTP/1\.1" [23]\d\d ')
+    # Only failed requests are worth a line (and the seeded loops without output.json).
+    quiet = re.compile(r'"(GET|PUT|HEAD|POST|DELETE) \S+ HTTP/1\.1" ([23]\d\d|404) ')
     s3 = Child("s3", [str(BIN / "moto_server"), "-H", HOST, "-p", str(S3_PORT)], env, hide=quiet)
     wait_for_port(s3, S3_PORT)
+    a2i_db = VAR / "a2i-local.sqlite3"
+    seed_a2i_local(env, a2i_db, f"http://{HOST}:{S3_PORT}")
     a2i = Child(
         "a2i-local",
         [PYTHON, "-m", "a2i_local", "serve", "--host", HOST, "--port", str(A2I_PORT), "--db", str(a2i_db),
@@ -238,6 +242,10 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
     code, _ = run_step("sync", manage + ["sync_loops"], env, timeout=300)
     if code != 0:
         say("run", f"initial sync_loops failed (exit {code}); the worker retries on its schedule")
+    # The newest loops' answers now, so the reviewers page is populated; the worker reads the rest.
+    code, _ = run_step("answers", manage + ["ingest_answers", "--limit", SEED_OUTPUTS], env, timeout=120)
+    if code != 0:
+        say("run", f"initial ingest_answers failed (exit {code}); the worker retries on its schedule")
 
     web = Child("web", manage + ["runserver", f"{HOST}:{WEB_PORT}"], env)
     wait_for_port(web, WEB_PORT)

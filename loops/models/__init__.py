@@ -5,13 +5,16 @@
     actions  LoopActionBatch, LoopAction (the audit log)
     alerts   AlertRule, AlertState, AlertTransition, AlertChannel, AlertDelivery, MetricRollup
     tokens   ApiToken
+    answers  HumanAnswer (one row per reviewer's answer), ReviewerStats (the reviewers page)
 """
 
 from loops.models.actions import LoopAction, LoopActionBatch
 from loops.models.alerts import AlertChannel, AlertDelivery, AlertRule, AlertState, AlertTransition, MetricRollup
+from loops.models.answers import HumanAnswer, ReviewerStats
 from loops.models.mirror import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
+    AnswersState,
     FailureCode,
     FlowDefinition,
     FlowDefinitionStatus,
@@ -31,15 +34,18 @@ __all__ = [
     "AlertTransition",
     "ApiToken",
     "TERMINAL_STATUSES",
+    "AnswersState",
     "FailureCode",
     "FlowDefinition",
     "FlowDefinitionStatus",
+    "HumanAnswer",
     "HumanLoop",
     "HumanLoopStatus",
     "HumanLoopStatusChange",
     "LoopAction",
     "LoopActionBatch",
     "MetricRollup",
+    "ReviewerStats",
     "SyncRun",
     "WorkerHeartbeat",
 ]

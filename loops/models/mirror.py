@@ -30,6 +30,15 @@ class FailureCode(models.TextChoices):
     INTERNAL_ERROR = "InternalError", "InternalError"
 
 
+class AnswersState(models.TextChoices):
+    """Where reading a Completed loop's output.json stands (services.answers)."""
+
+    PENDING = "pending", "Not read yet"
+    RETRY = "retry", "Unreadable, to be retried"
+    INGESTED = "ingested", "Read"
+    FAILED = "failed", "Unreadable, given up"
+
+
 class FlowDefinitionStatus(models.TextChoices):
     INITIALIZING = "Initializing", "Initializing"
     ACTIVE = "Active", "Active"
@@ -104,6 +113,22 @@ class HumanLoop(models.Model):
     deleted_upstream = models.BooleanField(default=False)
     deleted_upstream_at = models.DateTimeField(null=True, blank=True)
 
+    # The reviewers' answers, read from output.json once the loop is Completed
+    # (services.answers; the answers themselves are loops.models.answers.HumanAnswer).
+    # Database defaults: the sync inserts loops with its own SQL, naming its columns only.
+    last_submission_time = models.DateTimeField(null=True, blank=True)
+    # Exact times from the answers: creation to the last submission, creation to the first acceptance.
+    review_seconds = models.FloatField(null=True, blank=True)
+    queue_wait_seconds = models.FloatField(null=True, blank=True)
+    answers_state = models.CharField(
+        max_length=8, choices=AnswersState.choices, default=AnswersState.PENDING, db_default=AnswersState.PENDING
+    )
+    answers_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
+    # When the next read is due (backoff after a failure), or how long a reader's claim lasts.
+    answers_next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Why the file could not be read, or what was left out (an answer too large to keep).
+    answers_error = models.CharField(max_length=1024, blank=True, default="", db_default="")
+
     class Meta:
         ordering = ["-creation_time", "-id"]
         # No local add/change: rows mirror A2I. "delete" means delete *in A2I*.
@@ -142,6 +167,22 @@ class HumanLoop(models.Model):
             # Name "contains" search is a scan by nature; exact-name lookups and the
             # admin's search by name use this.
             models.Index(fields=["name"], name="loop_name"),
+            # Answers ingestion: Completed loops whose output.json is still to be read, to be
+            # read again after a failure, or given up; newest first within each state. Only
+            # those loops are in it, so polling and counting them stays cheap whatever the
+            # size of the table.
+            models.Index(
+                fields=["answers_state", "-creation_time"],
+                name="loop_answers_unread",
+                condition=Q(status="Completed", answers_state__in=["pending", "retry", "failed"]),
+            ),
+            # Overview and flow-definition pages: exact review times of a flow definition's
+            # loops created in the last 30 days (count and most recent samples, index-only).
+            models.Index(
+                fields=["flow_definition", "-creation_time", "review_seconds"],
+                name="loop_fd_reviewed",
+                condition=Q(review_seconds__isnull=False, deleted_upstream=False),
+            ),
         ]
 
     def __str__(self) -> str:

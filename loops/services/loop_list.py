@@ -115,6 +115,8 @@ FILTER_LABELS = {
     "created_before": "created before",
     "name": "name contains",
     "failure_code": "failure code",
+    "reviewer": "reviewer",
+    "agreement": "reviewers' agreement",
 }
 
 

@@ -46,10 +46,26 @@ class FlowDefinitionSummary:
     review_median: float | None
     review_p90: float | None
     review_samples: int
+    # "answers" (exact, from the reviewers' submission times) or "observed" (by the sync);
+    # reviewed of completed: the Completed loops created in the last 30 days the figure covers.
+    review_source: str
+    review_reviewed: int
+    review_completed: int
+    # Loops with two or more comparable answers in the last 30 days, and those that agree.
+    agreement_compared: int
+    agreement_agree: int
     last_sync_succeeded_at: datetime | None
     sync_stale: bool
     sync_failing: bool
     has_stats: bool
+
+    @property
+    def agreement_rate(self) -> float | None:
+        return self.agreement_agree / self.agreement_compared if self.agreement_compared else None
+
+    @property
+    def disagreements(self) -> int:
+        return self.agreement_compared - self.agreement_agree
 
 
 @dataclass
@@ -119,6 +135,11 @@ def summarize_flow_definition(fd: FlowDefinition, *, now: datetime) -> FlowDefin
         review_median=review.get("median"),
         review_p90=review.get("p90"),
         review_samples=review.get("samples", 0),
+        review_source=review.get("source", "observed"),
+        review_reviewed=review.get("reviewed", 0),
+        review_completed=review.get("completed", 0),
+        agreement_compared=(stats.get("agreement") or {}).get("compared", 0),
+        agreement_agree=(stats.get("agreement") or {}).get("agree", 0),
         last_sync_succeeded_at=fd.last_sync_succeeded_at,
         sync_stale=is_sync_stale(fd, now),
         sync_failing=bool(fd.last_sync_error),

@@ -17,7 +17,9 @@ The stored document (all times ISO-8601 UTC strings, version 2):
       "completed_24h": 7,                                          # observed completions
       "failure_codes": {"Expired": 2, "InternalError": 1},
       "failure_rate": 0.04 | null,                                 # Failed / (Completed + Failed)
-      "review_seconds": {"median": 130.0, "p90": 901.5, "samples": 70} ,
+      "review_seconds": {"median": 130.0, "p90": 901.5, "samples": 70,  # see _review_seconds
+                         "source": "answers" | "observed", "reviewed": 70, "completed": 75},
+      "agreement": {"compared": 40, "agree": 36},        # loops with 2+ answers, last 30 days
       "created_hourly": {"2026-11-26T17:00:00+00:00": {"Completed": 3, ...}, ...},  # last 24 h
       "created_daily": {"2026-11-26": {"Completed": 40, ...}, ...},                  # last 30 days
     }
@@ -33,9 +35,9 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
-from loops.models import FlowDefinition, HumanLoop, HumanLoopStatus, HumanLoopStatusChange
+from loops.models import FlowDefinition, HumanAnswer, HumanLoop, HumanLoopStatus, HumanLoopStatusChange
 
-STATS_VERSION = 2
+STATS_VERSION = 3
 # Review times are taken from completions observed in this window: recent enough to
 # describe the current workforce, long enough to have samples on a quiet flow definition.
 REVIEW_WINDOW = timedelta(days=30)
@@ -119,13 +121,59 @@ def compute_flow_definition_stats(flow_definition_id: int, *, now) -> dict:
         "failure_codes": failure_codes,
         "failure_rate": failure_rate,
         "review_seconds": _review_seconds(flow_definition_id, since=now - REVIEW_WINDOW),
+        "agreement": _agreement(flow_definition_id, since=now - REVIEW_WINDOW),
         **_creation_buckets(live, now=now),
     }
 
 
 def _review_seconds(flow_definition_id: int, *, since) -> dict:
+    """Median and p90 review time of the flow definition's loops created since `since`.
+
+    Exact where the answers were read (services.answers): creation to the last answer's
+    submission, over the most recent REVIEW_SAMPLE reviewed loops ("source": "answers").
+    "reviewed" of "completed" says how many of the Completed loops created in the window
+    the figure covers. Before any answer is read, the observed figure instead (below).
+    Index loop_fd_reviewed (index-only) and loop_fd_status_created.
+    """
+    loops = HumanLoop.objects.filter(flow_definition_id=flow_definition_id, deleted_upstream=False, creation_time__gte=since)
+    completed = loops.filter(status=HumanLoopStatus.COMPLETED).order_by().count()
+    reviewed = loops.filter(review_seconds__isnull=False)
+    count = reviewed.order_by().count()
+    if not count:
+        figure = _observed_review_seconds(flow_definition_id, since=since)
+        return {**figure, "source": "observed", "reviewed": 0, "completed": completed}
+    durations = sorted(reviewed.order_by("-creation_time").values_list("review_seconds", flat=True)[:REVIEW_SAMPLE])
+    return {
+        "median": statistics.median(durations),
+        "p90": _percentile(durations, 0.9),
+        "samples": len(durations),
+        "source": "answers",
+        "reviewed": count,
+        "completed": completed,
+    }
+
+
+def _agreement(flow_definition_id: int, *, since) -> dict:
+    """Loops created since `since` whose answers could be compared (2+ answers), and how many agree.
+
+    One row per loop: the first answer carries the loop's agreement. Index answer_fd_created.
+    """
+    rows = dict(
+        HumanAnswer.objects.filter(
+            flow_definition_id=flow_definition_id, loop_creation_time__gte=since, index=0, loop_agrees__isnull=False
+        )
+        .order_by()
+        .values_list("loop_agrees")
+        .annotate(n=ALL)
+        .values_list("loop_agrees", "n")
+    )
+    return {"compared": sum(rows.values()), "agree": rows.get(True, 0)}
+
+
+def _observed_review_seconds(flow_definition_id: int, *, since) -> dict:
     """Median and p90 of (observed completion - creation), over observed transitions only
-    (the most recent REVIEW_SAMPLE of them in the window).
+    (the most recent REVIEW_SAMPLE of them in the window): what the sync saw, at most one
+    sync interval late, used until the answers of the flow definition's loops are read.
 
     A HumanLoopStatusChange with an empty from_status is the first sight of a loop
     that was already Completed (e.g. the first full sync): its observed_at says when

@@ -39,7 +39,7 @@ def test_answers_come_from_output_json_in_s3(viewer_client, aws):
     answer = output.answers[0]
     assert answer.time_spent_seconds == 42.5
     assert dict((k, v) for k, v, _ in answer.fields) == ANSWER
-    assert "Worker worker-7" in content and "spent 42 s" in content
+    assert 'Worker <a href="/reviewers/worker-7/">worker-7</a>' in content and "spent 42 s" in content
     assert "invoice" in content and "0.93" in content
     assert "s3://docs/invoice-17.pdf" in content  # the input content, next to the answers
     assert "&quot;currency&quot;: &quot;EUR&quot;" in content  # nested answer parts as pretty JSON

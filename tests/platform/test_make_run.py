@@ -209,10 +209,14 @@ def test_make_run_serves_the_dashboard_and_ctrl_c_stops_everything(make_run, bro
     db = run.var / "dashboard.sqlite3"
     assert count_rows(db, "loops_flowdefinition") == 3
     assert count_rows(db, "loops_humanloop") >= 300
+    # ... and the newest seeded loops' answers were read from their output.json.
+    assert count_rows(db, "loops_humananswer") > 0
 
     session = log_in(url, username, password)
     overview = session.get(url, timeout=30)
     assert overview.status_code == 200 and "/accounts/login/" not in overview.url
+    reviewers = session.get(url + "reviewers/", timeout=30)
+    assert reviewers.status_code == 200 and 'href="/reviewers/' in reviewers.text
 
     # Worker and beat really talk through the broker: beat's heartbeat task (every 15 s)
     # runs on the worker and writes its row.
