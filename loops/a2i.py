@@ -108,11 +108,15 @@ def _config(interactive: bool) -> Config:
             read_timeout=timeout,
         )
     return Config(
-        retries={"mode": "standard", "total_max_attempts": settings.A2I_MAX_ATTEMPTS},
+        # "adaptive": standard retries plus a client-side rate limiter that every thread
+        # using this client shares. After a ThrottlingException the client as a whole
+        # slows down (and speeds up again as calls succeed), so the sync's concurrent
+        # slices back off together instead of each retrying on its own schedule.
+        retries={"mode": "adaptive", "total_max_attempts": settings.A2I_MAX_ATTEMPTS},
         connect_timeout=settings.A2I_CONNECT_TIMEOUT,
         read_timeout=settings.A2I_READ_TIMEOUT,
-        # One client serves every thread of a process (the sync's prefetch, bulk actions).
-        max_pool_connections=20,
+        # One client serves every thread of a process (the sync's slices, bulk actions).
+        max_pool_connections=max(20, settings.A2I_SYNC_SLICES + 4),
     )
 
 
@@ -211,17 +215,22 @@ def iter_loop_pages(
     flow_definition_arn: str,
     *,
     created_after: datetime | None = None,
+    created_before: datetime | None = None,
     sort_order: str = "Ascending",
     page_size: int = 100,
 ) -> Iterator[list[dict]]:
     """Yield ListHumanLoops pages (lists of HumanLoopSummaries dicts) for one flow definition.
 
+    `created_after` / `created_before` are sent as CreationTimeAfter / CreationTimeBefore
+    (docs/a2i-local.md §2: at or after / strictly before, as A2I Local implements them).
     One HTTP call per page. Raises ClientError or A2IUnavailable from the call
     that failed; pages already yielded stay valid.
     """
     params = {"FlowDefinitionArn": flow_definition_arn, "SortOrder": sort_order}
     if created_after is not None:
         params["CreationTimeAfter"] = created_after
+    if created_before is not None:
+        params["CreationTimeBefore"] = created_before
     paginator = runtime_client(region).get_paginator("list_human_loops")
     for page in _pages(paginator.paginate(**params, PaginationConfig={"PageSize": page_size})):
         yield page.get("HumanLoopSummaries", [])

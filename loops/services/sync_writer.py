@@ -40,11 +40,14 @@ class PageResult:
 
 
 def write_pages(fd: FlowDefinition, pages: Iterable[list[dict]]) -> Iterator[PageResult]:
-    """Write each page of HumanLoopSummaries in its own transaction; yield results in listing order.
+    """Write each page of HumanLoopSummaries in its own transaction; yield their results.
 
-    A page's result is yielded once its transaction has committed. An exception
-    (listing or database) propagates after the pages already in flight have
-    finished; every committed page stays committed.
+    A page's result is yielded once its transaction has committed; pages of different
+    listing slices come in whatever order the listing hands them over. An exception of
+    the listing propagates after the results of every page already taken from it (the
+    caller merges them, so a failed sync still knows every loop it wrote); a database
+    error propagates after the pages in flight have finished. Every committed page
+    stays committed.
     """
     writers = settings.A2I_SYNC_WRITERS
     if writers <= 1 or connection.in_atomic_block:
@@ -75,8 +78,17 @@ def write_pages(fd: FlowDefinition, pages: Iterable[list[dict]]) -> Iterator[Pag
 
     pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="sync-writer")
     pending: deque = deque()
+    listing = iter(pages)
     try:
-        for summaries in pages:
+        while True:
+            try:
+                summaries = next(listing)
+            except StopIteration:
+                break
+            except Exception:
+                while pending:
+                    yield pending.popleft().result()
+                raise
             pending.append(pool.submit(on_writer_thread, summaries))
             if len(pending) >= writers:
                 yield pending.popleft().result()

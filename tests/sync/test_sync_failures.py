@@ -31,6 +31,8 @@ def seeded_flow_definition(aws, loops: int):
 
 def test_a_crash_after_k_pages_keeps_those_pages_and_the_next_run_completes(aws, settings):
     settings.A2I_MAX_ATTEMPTS = 1
+    # One paginator, so "k pages" is a position in the listing (slices: test_sync_slices.py).
+    settings.A2I_SYNC_SLICES = 1
     a2i_api.reset_clients()
     fd = seeded_flow_definition(aws, 1000)
     k = 3

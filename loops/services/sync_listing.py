@@ -1,0 +1,271 @@
+"""Listing one flow definition's loops as concurrent creation-time slices.
+
+ListHumanLoops filters by CreationTimeAfter / CreationTimeBefore, so a flow
+definition's history can be listed as independent ranges at once: with 50 ms per
+call, one paginator is bound to 20 pages a second whatever the machine, while K
+slices make K calls at a time.
+
+How the range is cut (`SlicedListing`):
+
+1. One slice starts at the beginning of the range (the incremental start, or no
+   bound for a full sync) and lists Ascending. Its first page says where the loops
+   begin and how dense they are.
+2. Whenever a lister thread is idle, the running slice with the most loops still
+   expected (its remaining time range times the density it has seen) is split at
+   whole-millisecond boundaries: it keeps the lower part, the new slices take the
+   rest. A slice that turns out dense is therefore split again, and a sparse one is
+   left alone. A slice smaller than MIN_SPLIT_LOOPS expected loops is never split.
+3. A slice owns [lo, hi): it asks A2I for 1 ms more on each side and keeps only its
+   own range. A2I's timestamps have millisecond precision, so a loop created exactly
+   on a boundary is listed by exactly one slice whether A2I's filters are inclusive
+   or exclusive (docs/a2i-local.md §2 leaves that unsettled; A2I Local implements
+   After as >= and Before as <). A slice whose upper bound moved down while its
+   paginator was running (a split) stops at the first loop past its new bound.
+4. The first error (ClientError after botocore's retries, A2IUnavailable) stops the
+   listing: no new slice starts, running ones stop after their current page, and
+   the error is raised to the consumer after every page already listed. Slices that
+   were listed to their end are `completed_ranges()`; the sync marks deletions only
+   there.
+
+Throttling is shared through the one botocore client every thread uses (adaptive
+retry mode: one client-side rate limiter), so K slices back off together.
+Memory is bounded: at most `queue_pages` pages wait for the writers, plus one page
+per lister thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from loops import a2i
+
+# A2I's timestamps are whole milliseconds: boundaries are too, and each slice asks
+# for one more millisecond on each side (see the module docstring).
+MS = timedelta(milliseconds=1)
+# A slice is split only when it still expects at least this many loops per part:
+# a few pages, so a split never costs more calls than it saves.
+MIN_SPLIT_LOOPS = 300
+
+PENDING, RUNNING, DONE, FAILED, ABANDONED = "pending", "running", "done", "failed", "abandoned"
+
+
+@dataclass(eq=False)
+class Slice:
+    """Loops created in [lo, hi) (None: unbounded on that side)."""
+
+    lo: datetime | None
+    hi: datetime | None
+    # lo was chosen by a split (so the request widens it by 1 ms); the first slice
+    # sends the sync's own start unchanged.
+    split_lo: bool = False
+    state: str = PENDING
+    first: datetime | None = None  # creation time of the first loop fetched
+    position: datetime | None = None  # creation time of the last loop fetched
+    listed: int = 0  # loops kept (in range)
+
+    def expected_remaining(self, until: datetime) -> float:
+        """Loops still expected: the remaining time range times the density seen so far."""
+        if self.position is None or self.first is None:
+            return 0.0
+        end = self.hi if self.hi is not None else max(until, self.position)
+        remaining = (end - self.position).total_seconds()
+        covered = (self.position - (self.lo if self.lo is not None else self.first)).total_seconds()
+        if remaining <= 0:
+            return 0.0
+        if covered <= 0:  # every loop so far in one millisecond: dense, size unknown
+            return float("inf")
+        return self.listed * remaining / covered
+
+
+def ceil_ms(moment: datetime) -> datetime:
+    return moment + timedelta(microseconds=(-moment.microsecond) % 1000)
+
+
+class SlicedListing:
+    """Iterate over the pages (lists of HumanLoopSummaries, each within one slice) of a
+    flow definition's loops created in [start, end), listed by up to `slices` threads.
+
+    `start` None: from the first loop; `end` None: up to the last one, including loops
+    created while the listing runs. `until` is where an open-ended slice is assumed to
+    end when it is split (the sync's start). `split_start`: `start` is a boundary chosen
+    by a split (a distributed slice), so it is widened and filtered like the others.
+    Call close() (or use contextlib.closing) to stop the threads early.
+    """
+
+    def __init__(self, region: str, flow_definition_arn: str, *, start: datetime | None, end: datetime | None,
+                 until: datetime, slices: int, queue_pages: int, split_start: bool = False):
+        self.region = region
+        self.arn = flow_definition_arn
+        self.until = until
+        self.threads = max(1, slices)
+        self.slices = [Slice(lo=start, hi=end, split_lo=split_start)]
+        self.error: BaseException | None = None
+        self._pending: deque[Slice] = deque(self.slices)
+        self._running: list[Slice] = []
+        self._cond = threading.Condition()
+        self._pages: queue.Queue = queue.Queue(maxsize=max(1, queue_pages))
+        self._failed = threading.Event()  # stop listing: an error
+        self._closed = threading.Event()  # stop everything: the consumer is gone
+        self._workers: list[threading.Thread] = []
+        self._alive = 0
+        self.splits = 0
+
+    # --- the consumer's side -------------------------------------------------------
+
+    def __iter__(self) -> Iterator[list[dict]]:
+        self._alive = self.threads
+        for n in range(self.threads):
+            worker = threading.Thread(target=self._work, name=f"a2i-list-slice-{n}", daemon=True)
+            self._workers.append(worker)
+            worker.start()
+        while True:
+            item = self._pages.get()
+            if item is None:
+                break
+            yield item
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self._closed.set()
+        self._failed.set()
+        with self._cond:
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.join(timeout=5)
+
+    def completed_ranges(self) -> list[tuple[datetime | None, datetime | None]]:
+        """The [lo, hi) ranges listed to their end, merged where adjacent, in order."""
+        with self._cond:
+            done = [s for s in self.slices if s.state == DONE]
+        done.sort(key=lambda s: (s.lo is not None, s.lo))
+        merged: list[list] = []
+        for s in done:
+            if merged and merged[-1][1] is not None and merged[-1][1] == s.lo:
+                merged[-1][1] = s.hi
+            else:
+                merged.append([s.lo, s.hi])
+        return [(lo, hi) for lo, hi in merged]
+
+    # --- lister threads ------------------------------------------------------------
+
+    def _offer(self, item) -> bool:
+        # Never block forever: the consumer may have stopped (an error while writing).
+        while not self._closed.is_set():
+            try:
+                self._pages.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            while (piece := self._next_slice()) is not None:
+                try:
+                    finished = self._list(piece)
+                except BaseException as exc:  # handed to the consumer thread
+                    with self._cond:
+                        piece.state = FAILED
+                        self._running.remove(piece)
+                        if self.error is None:
+                            self.error = exc
+                        self._failed.set()
+                        self._cond.notify_all()
+                    return
+                with self._cond:
+                    piece.state = DONE if finished else ABANDONED
+                    self._running.remove(piece)
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._alive -= 1
+                last = self._alive == 0
+                self._cond.notify_all()
+            if last:
+                self._offer(None)
+
+    def _next_slice(self) -> Slice | None:
+        """The next slice to list: a pending one, else a new part of a running one; None when done."""
+        with self._cond:
+            while not self._failed.is_set():
+                if self._pending:
+                    piece = self._pending.popleft()
+                elif (piece := self._split()) is None:
+                    if not self._running:
+                        return None
+                    self._cond.wait(timeout=0.5)
+                    continue
+                piece.state = RUNNING
+                self._running.append(piece)
+                self._cond.notify_all()
+                return piece
+            return None
+
+    def _split(self) -> Slice | None:
+        """Split the running slice that expects the most loops; return one new part (others pending).
+
+        Called with the lock held. The running slice keeps [position, first boundary);
+        every boundary is above its position, so no loop it already kept moves.
+        """
+        idle = self.threads - len(self._running)
+        if idle <= 0:
+            return None
+        best, expected = None, 0.0
+        for piece in self._running:
+            remaining = piece.expected_remaining(self.until)
+            if remaining > expected:
+                best, expected = piece, remaining
+        if best is None or expected < 2 * MIN_SPLIT_LOOPS:
+            return None
+        parts = int(min(idle + 1, expected // MIN_SPLIT_LOOPS))
+        start = best.position
+        end = best.hi if best.hi is not None else max(self.until, start)
+        step = (end - start) / parts
+        bounds = []
+        for n in range(1, parts):
+            bound = ceil_ms(start + step * n)
+            if bound > start and (not bounds or bound > bounds[-1]) and (best.hi is None or bound < best.hi):
+                bounds.append(bound)
+        if not bounds:
+            return None
+        new = [Slice(lo=lo, hi=hi, split_lo=True) for lo, hi in zip(bounds, bounds[1:] + [best.hi], strict=True)]
+        best.hi = bounds[0]
+        self.slices.extend(new)
+        self._pending.extend(new[1:])
+        self.splits += 1
+        return new[0]
+
+    def _list(self, piece: Slice) -> bool:
+        """List one slice; True when it was listed to its end, False when stopped early."""
+        with self._cond:
+            lo, hi = piece.lo, piece.hi
+        after = lo - MS if lo is not None and piece.split_lo else lo
+        before = hi + MS if hi is not None else None
+        pages = a2i.iter_loop_pages(self.region, self.arn, created_after=after, created_before=before)
+        for summaries in pages:
+            if self._failed.is_set():
+                return False
+            with self._cond:
+                hi = piece.hi  # a split may have moved it down
+                kept = [
+                    s for s in summaries
+                    if (lo is None or s["CreationTime"] >= lo) and (hi is None or s["CreationTime"] < hi)
+                ]
+                if summaries:
+                    if piece.first is None:
+                        piece.first = summaries[0]["CreationTime"]
+                    piece.position = summaries[-1]["CreationTime"]
+                piece.listed += len(kept)
+                past_end = hi is not None and bool(summaries) and summaries[-1]["CreationTime"] >= hi
+                self._cond.notify_all()  # an idle lister may split this slice now
+            if kept and not self._offer(kept):
+                return False
+            if past_end:
+                return True
+        return True
