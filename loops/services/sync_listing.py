@@ -67,9 +67,11 @@ class Slice:
     first: datetime | None = None  # creation time of the first loop fetched
     position: datetime | None = None  # creation time of the last loop fetched
     listed: int = 0  # loops kept (in range)
+    recent_rate: float = 0.0  # loops per second of creation time on the last page
 
     def expected_remaining(self, until: datetime) -> float:
-        """Loops still expected: the remaining time range times the density seen so far."""
+        """Loops still expected: the remaining time range times the density seen so far
+        (over the whole slice, or on the last page if higher: creation rates come in bursts)."""
         if self.position is None or self.first is None:
             return 0.0
         end = self.hi if self.hi is not None else max(until, self.position)
@@ -79,7 +81,7 @@ class Slice:
             return 0.0
         if covered <= 0:  # every loop so far in one millisecond: dense, size unknown
             return float("inf")
-        return self.listed * remaining / covered
+        return max(self.listed / covered, self.recent_rate) * remaining
 
 
 def ceil_ms(moment: datetime) -> datetime:
@@ -261,6 +263,8 @@ class SlicedListing:
                     if piece.first is None:
                         piece.first = summaries[0]["CreationTime"]
                     piece.position = summaries[-1]["CreationTime"]
+                    span = (summaries[-1]["CreationTime"] - summaries[0]["CreationTime"]).total_seconds()
+                    piece.recent_rate = len(summaries) / span if span > 0 else float("inf")
                 piece.listed += len(kept)
                 past_end = hi is not None and bool(summaries) and summaries[-1]["CreationTime"] >= hi
                 self._cond.notify_all()  # an idle lister may split this slice now
