@@ -184,6 +184,7 @@ def insert_new_and_fetch_stored(
                 "reasons": [r.failure_reason for r in rows],
                 "uris": [r.output_s3_uri for r in rows],
             },
+            prepare=True,
         )
         inserted, stored = [], {}
         for is_new, arn, *rest in cursor.fetchall():
@@ -229,6 +230,7 @@ def update_loops(flow_definition_id: int, changes: list[LoopChange], now: dateti
                     "uris": [c.row.output_s3_uri for c in changes],
                     "moved": [c.from_status is not None for c in changes],
                 },
+                prepare=True,
             )
     else:
         fields = ["flow_definition", "status", "creation_time", "failure_reason", "output_s3_uri", "last_seen_at",
