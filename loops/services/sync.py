@@ -71,6 +71,37 @@ def sync_flow_definition(flow_definition_id: int, *, full: bool, page_hook: Page
     committed page (tests inject failures with it).
     """
     fd = FlowDefinition.objects.get(pk=flow_definition_id)
+    run, claimed_until = start_run(fd, full=full)
+    if claimed_until is None:
+        return run
+    return run_claimed(fd, run, claimed_until, page_hook)
+
+
+def run_claimed(fd: FlowDefinition, run: SyncRun, claimed_until: list[datetime], page_hook: PageHook | None = None) -> SyncRun:
+    """Steps 2-6 of a sync whose claim and SyncRun `start_run` made; same outcomes as
+    sync_flow_definition."""
+    try:
+        run.listed_from = None if run.kind == SyncRun.Kind.FULL else _incremental_start(fd)
+        _run(fd, run, page_hook, claimed_until)
+    except (a2i.ClientError, a2i.A2IUnavailable) as exc:
+        finish_failed(fd, run, a2i.error_message(exc))
+        if isinstance(exc, a2i.A2IUnavailable):
+            raise
+        return run
+    except BaseException as exc:
+        finish_failed(fd, run, f"{exc.__class__.__name__}: {exc}")
+        raise
+    finally:
+        FlowDefinition.objects.filter(pk=fd.pk, sync_claimed_until=claimed_until[0]).update(sync_claimed_until=None)
+    finish_succeeded(fd, run)
+    return run
+
+
+def start_run(fd: FlowDefinition, *, full: bool) -> tuple[SyncRun, list[datetime] | None]:
+    """Claim `fd` and record a running SyncRun; `(run, claim)`, or `(skipped run, None)`.
+
+    Side effects: a SyncRun still "running" from a killed worker is closed as failed.
+    """
     kind = SyncRun.Kind.FULL if full else SyncRun.Kind.INCREMENTAL
     started = timezone.now()
     claimed_until = _claim(fd, started)
@@ -78,35 +109,25 @@ def sync_flow_definition(flow_definition_id: int, *, full: bool, page_hook: Page
         return SyncRun.objects.create(
             flow_definition=fd, region=fd.region, kind=kind, started_at=started, finished_at=started,
             outcome=SyncRun.Outcome.SKIPPED, error="another sync of this flow definition is running",
-        )
+        ), None
     # We own the flow definition: a run still "running" was interrupted (worker killed).
     SyncRun.objects.filter(flow_definition=fd, outcome=SyncRun.Outcome.RUNNING).update(
         outcome=SyncRun.Outcome.FAILED, finished_at=started, error="interrupted: the sync process stopped before finishing"
     )
-    run = SyncRun.objects.create(flow_definition=fd, region=fd.region, kind=kind, started_at=started)
-    try:
-        run.listed_from = None if full else _incremental_start(fd)
-        _run(fd, run, page_hook, claimed_until)
-    except (a2i.ClientError, a2i.A2IUnavailable) as exc:
-        _finish_failed(fd, run, a2i.error_message(exc))
-        if isinstance(exc, a2i.A2IUnavailable):
-            raise
-        return run
-    except BaseException as exc:
-        _finish_failed(fd, run, f"{exc.__class__.__name__}: {exc}")
-        raise
-    finally:
-        FlowDefinition.objects.filter(pk=fd.pk, sync_claimed_until=claimed_until[0]).update(sync_claimed_until=None)
+    return SyncRun.objects.create(flow_definition=fd, region=fd.region, kind=kind, started_at=started), claimed_until
+
+
+def finish_succeeded(fd: FlowDefinition, run: SyncRun) -> None:
+    """Record a successful run (its counters too) on the run and the flow definition; refresh stats if due."""
     now = timezone.now()
     run.outcome, run.finished_at = SyncRun.Outcome.SUCCEEDED, now
     run.save(update_fields=["outcome", "finished_at", "listed_from", "pages", "loops_seen", "created", "updated", "marked_deleted"])
     fd_fields = {"last_sync_succeeded_at": now, "last_sync_error": ""}
-    if full:
+    if run.kind == SyncRun.Kind.FULL:
         fd_fields["last_full_sync_succeeded_at"] = now
     FlowDefinition.objects.filter(pk=fd.pk).update(**fd_fields)
     if _stats_due(fd, run, now):
         refresh_flow_definition_stats(fd)
-    return run
 
 
 def _stats_due(fd: FlowDefinition, run: SyncRun, now: datetime) -> bool:
@@ -182,13 +203,13 @@ def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_u
         # and merged first (write_pages drains them), so the slices that had been
         # listed to their end are complete: their deletions can be marked.
         if listing.error is not None:
-            run.marked_deleted = _mark_unlisted_deleted(fd, run, seen, listing.completed_ranges())
+            run.marked_deleted = mark_unlisted_deleted(fd, run, seen, listing.completed_ranges())
         raise
-    run.marked_deleted = _mark_unlisted_deleted(fd, run, seen, listing.completed_ranges())
+    run.marked_deleted = mark_unlisted_deleted(fd, run, seen, listing.completed_ranges())
     # Incremental: only the loops this run saw fail (the rows it changed anyway).
     # Full: also a bounded slice of the backlog of older Failed loops without a code.
     backlog = limit - len(newly_failed) if run.kind == SyncRun.Kind.FULL else 0
-    _describe_failures(fd, newly_failed, backlog)
+    describe_failures(fd, newly_failed, backlog)
 
 
 def new_listing(fd: FlowDefinition, *, start: datetime | None, end: datetime | None, until: datetime,
@@ -234,7 +255,7 @@ def _save_counters(run: SyncRun, **extra) -> None:
 Range = tuple[datetime | None, datetime | None]
 
 
-def _mark_unlisted_deleted(fd: FlowDefinition, run: SyncRun, seen: set[int], ranges: list[Range]) -> int:
+def mark_unlisted_deleted(fd: FlowDefinition, run: SyncRun, seen: set[int], ranges: list[Range]) -> int:
     """Mark deleted upstream the stored loops of the listed ranges that the listing did not return.
 
     `ranges`: the [lo, hi) creation-time ranges listed to their end (a failed slice's
@@ -274,7 +295,7 @@ def _mark_ids_deleted(ids: list[int], in_range: Q, now: datetime) -> int:
     )
 
 
-def _describe_failures(fd: FlowDefinition, loop_ids: list[int], backlog: int) -> None:
+def describe_failures(fd: FlowDefinition, loop_ids: list[int], backlog: int) -> None:
     """Describe Failed loops to store their FailureCode and output URI (ListHumanLoops omits both).
 
     `loop_ids`: loops this sync saw become Failed. `backlog`: how many other Failed
@@ -316,7 +337,8 @@ def _describe_failures(fd: FlowDefinition, loop_ids: list[int], backlog: int) ->
             HumanLoop.objects.filter(pk=loop.pk).update(failure_code=code, output_s3_uri=uri)
 
 
-def _finish_failed(fd: FlowDefinition, run: SyncRun, message: str) -> None:
+def finish_failed(fd: FlowDefinition, run: SyncRun, message: str) -> None:
+    """Record a failed run (its counters so far) and the error on the flow definition."""
     log.warning("sync of %s failed: %s", fd.arn, message)
     run.outcome, run.error, run.finished_at = SyncRun.Outcome.FAILED, message, timezone.now()
     _save_counters(run, outcome=run.outcome, error=message, finished_at=run.finished_at, listed_from=run.listed_from)
