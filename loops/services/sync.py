@@ -230,7 +230,7 @@ def _merge_pages(fd, run, written, seen, newly_failed, limit, page_hook, claimed
     for page in written:
         seen.update(page.ids)
         newly_failed.extend(page.failed_ids[: max(0, limit - len(newly_failed))])
-        run.pages += 1
+        run.pages += page.pages
         run.loops_seen += page.listed
         run.created += page.created
         run.updated += page.updated

@@ -114,7 +114,7 @@ def sync_slice(sync_run_id: int, lo: datetime | None, hi: datetime | None) -> di
             for page in written:
                 seen.update(page.ids)
                 failed_ids.extend(page.failed_ids[: max(0, limit - len(failed_ids))])
-                part.pages += 1
+                part.pages += page.pages
                 part.loops_seen += page.listed
                 part.created += page.created
                 part.updated += page.updated

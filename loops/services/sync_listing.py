@@ -30,7 +30,7 @@ How the range is cut (`SlicedListing`):
 Throttling is shared through the one botocore client every thread uses (adaptive
 retry mode: one client-side rate limiter), so K slices back off together.
 Memory is bounded: at most `queue_pages` pages wait for the writers, plus one page
-per lister thread.
+per lister thread. Pages waiting together are handed over as one batch (BATCH_PAGES).
 """
 
 from __future__ import annotations
@@ -48,10 +48,23 @@ from loops import a2i
 # for one more millisecond on each side (see the module docstring).
 MS = timedelta(milliseconds=1)
 # A slice is split only when it still expects at least this many loops per part:
-# a few pages, so a split never costs more calls than it saves.
-MIN_SPLIT_LOOPS = 300
+# ten pages, so the partial page a boundary costs is a small share of the calls it saves
+# (and an incremental sync of a few pages is not split at all).
+MIN_SPLIT_LOOPS = 1000
+# Pages already waiting when the writers ask for the next one are handed over together
+# (up to this many) and written in one statement and transaction: PostgreSQL's cost per
+# statement and per commit is then shared by more loops.
+BATCH_PAGES = 5
 
 PENDING, RUNNING, DONE, FAILED, ABANDONED = "pending", "running", "done", "failed", "abandoned"
+
+
+@dataclass(slots=True)
+class Listed:
+    """Loops listed by one or more ListHumanLoops pages (`pages`), handed to the writers together."""
+
+    summaries: list[dict]
+    pages: int
 
 
 @dataclass(eq=False)
@@ -89,8 +102,8 @@ def ceil_ms(moment: datetime) -> datetime:
 
 
 class SlicedListing:
-    """Iterate over the pages (lists of HumanLoopSummaries, each within one slice) of a
-    flow definition's loops created in [start, end), listed by up to `slices` threads.
+    """Iterate over the loops (`Listed`: the HumanLoopSummaries of one or more pages) of a
+    flow definition created in [start, end), listed by up to `slices` threads.
 
     `start` None: from the first loop; `end` None: up to the last one, including loops
     created while the listing runs. `until` is where an open-ended slice is assumed to
@@ -119,17 +132,28 @@ class SlicedListing:
 
     # --- the consumer's side -------------------------------------------------------
 
-    def __iter__(self) -> Iterator[list[dict]]:
+    def __iter__(self) -> Iterator[Listed]:
         self._alive = self.threads
         for n in range(self.threads):
             worker = threading.Thread(target=self._work, name=f"a2i-list-slice-{n}", daemon=True)
             self._workers.append(worker)
             worker.start()
-        while True:
-            item = self._pages.get()
-            if item is None:
+        done = False
+        while not done:
+            batch = Listed(self._pages.get(), 1)
+            if batch.summaries is None:
                 break
-            yield item
+            while batch.pages < BATCH_PAGES:  # what is already waiting, never more
+                try:
+                    more = self._pages.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                    break
+                batch.summaries = batch.summaries + more
+                batch.pages += 1
+            yield batch
         if self.error is not None:
             raise self.error
 

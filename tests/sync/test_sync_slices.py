@@ -10,6 +10,7 @@ from django.utils import timezone
 from loops import a2i as a2i_api
 from loops.models import FlowDefinition, HumanLoop, SyncRun
 from loops.services import sync as sync_service
+from loops.services import sync_listing
 from loops.services.discovery import discover_flow_definitions
 from loops.services.sync import sync_flow_definition
 from loops.services.sync_listing import MS, SlicedListing
@@ -18,6 +19,13 @@ from tests.conftest import unique
 from .conftest import list_a2i
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def small_slices(monkeypatch):
+    """Slices split from 300 expected loops per part instead of 1,000, so a few thousand
+    loops make a test of many slices."""
+    monkeypatch.setattr(sync_listing, "MIN_SPLIT_LOOPS", 300)
 
 
 def flow_definition_with_loops_at(aws, times_ms: list[int], prefix: str = "at") -> tuple[FlowDefinition, list[str]]:
@@ -91,7 +99,7 @@ def test_a_slice_keeps_a_loop_on_its_lower_bound_and_leaves_the_one_on_its_upper
     def listed(start, end, split_start):
         listing = SlicedListing(fd.region, fd.arn, start=start, end=end, until=timezone.now(), slices=2,
                                 queue_pages=2, split_start=split_start)
-        return sorted(int(s["CreationTime"].timestamp() * 1000) - base for page in listing for s in page)
+        return sorted(int(s["CreationTime"].timestamp() * 1000) - base for batch in listing for s in batch.summaries)
 
     # [lo, hi) as a slice cut by a split: lower edge inclusive, upper edge exclusive.
     assert listed(lo, hi, True) == [0, 1, 999]
@@ -119,7 +127,7 @@ def test_loops_started_and_deleted_during_a_sliced_sync_are_each_stored_once_and
     started: list[str] = []
 
     def change_a2i_mid_sync(run):
-        if run.pages == 2:
+        if run.pages >= 2 and not started:
             for name in to_delete:
                 client.delete_human_loop(HumanLoopName=name)
             for i in range(30):
@@ -130,6 +138,7 @@ def test_loops_started_and_deleted_during_a_sliced_sync_are_each_stored_once_and
     run = sync_flow_definition(fd.pk, full=True, page_hook=change_a2i_mid_sync)
 
     assert run.outcome == SyncRun.Outcome.SUCCEEDED, run.error
+    assert started, "A2I did not change during the sync: the test proves nothing"
     stored = {loop.name: loop for loop in HumanLoop.objects.filter(flow_definition=fd)}
     # Nothing listed twice (fresh database: every listed loop was created once).
     assert run.loops_seen == run.created == len(stored)
