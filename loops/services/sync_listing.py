@@ -11,10 +11,12 @@ How the range is cut (`SlicedListing`):
    bound for a full sync) and lists Ascending. Its first page says where the loops
    begin and how dense they are.
 2. Whenever a lister thread is idle, the running slice with the most loops still
-   expected (its remaining time range times the density it has seen) is split at
-   whole-millisecond boundaries: it keeps the lower part, the new slices take the
-   rest. A slice that turns out dense is therefore split again, and a sparse one is
-   left alone. A slice smaller than MIN_SPLIT_LOOPS expected loops is never split.
+   expected (its remaining time range times the density it has seen, and at least as
+   many as it has listed) is split at whole-millisecond boundaries: it keeps the lower
+   part, the new slices take the rest. A slice that turns out dense is therefore split
+   again, and a sparse one is left alone. A slice is split only into parts of at least
+   MIN_SPLIT_LOOPS expected loops, so a listing of a few pages (most incremental syncs)
+   stays one paginator.
 3. A slice owns [lo, hi): it asks A2I for 1 ms more on each side and keeps only its
    own range. A2I's timestamps have millisecond precision, so a loop created exactly
    on a boundary is listed by exactly one slice whether A2I's filters are inclusive
@@ -80,21 +82,21 @@ class Slice:
     first: datetime | None = None  # creation time of the first loop fetched
     position: datetime | None = None  # creation time of the last loop fetched
     listed: int = 0  # loops kept (in range)
-    recent_rate: float = 0.0  # loops per second of creation time on the last page
 
     def expected_remaining(self, until: datetime) -> float:
-        """Loops still expected: the remaining time range times the density seen so far
-        (over the whole slice, or on the last page if higher: creation rates come in bursts)."""
+        """Loops this slice still expects to list: its remaining time range times the
+        density seen so far, or at least as many as it has listed already (creation rates
+        come in bursts; a slice that keeps listing is dense whatever its average says)."""
         if self.position is None or self.first is None:
             return 0.0
         end = self.hi if self.hi is not None else max(until, self.position)
         remaining = (end - self.position).total_seconds()
-        covered = (self.position - (self.lo if self.lo is not None else self.first)).total_seconds()
         if remaining <= 0:
             return 0.0
+        covered = (self.position - (self.lo if self.lo is not None else self.first)).total_seconds()
         if covered <= 0:  # every loop so far in one millisecond: dense, size unknown
             return float("inf")
-        return max(self.listed / covered, self.recent_rate) * remaining
+        return max(self.listed / covered * remaining, float(self.listed))
 
 
 def ceil_ms(moment: datetime) -> datetime:
@@ -287,8 +289,6 @@ class SlicedListing:
                     if piece.first is None:
                         piece.first = summaries[0]["CreationTime"]
                     piece.position = summaries[-1]["CreationTime"]
-                    span = (summaries[-1]["CreationTime"] - summaries[0]["CreationTime"]).total_seconds()
-                    piece.recent_rate = len(summaries) / span if span > 0 else float("inf")
                 piece.listed += len(kept)
                 past_end = hi is not None and bool(summaries) and summaries[-1]["CreationTime"] >= hi
                 self._cond.notify_all()  # an idle lister may split this slice now
