@@ -41,7 +41,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from bench.common import ensure_database
+from bench.common import ensure_database, operator_user
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "dashboard.json"
@@ -161,13 +161,10 @@ def refresh_stats() -> dict:
 
 
 def logged_in_client():
-    from django.contrib.auth.models import Permission, User
     from django.test import Client
 
-    user, _ = User.objects.get_or_create(username="bench")
-    user.user_permissions.set(Permission.objects.filter(codename__in=["stop_humanloop", "delete_humanloop"]))
     client = Client()
-    client.force_login(user)
+    client.force_login(operator_user("bench"))
     return client
 
 
