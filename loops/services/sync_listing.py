@@ -53,6 +53,8 @@ MS = timedelta(milliseconds=1)
 # ten pages, so the partial page a boundary costs is a small share of the calls it saves
 # (and an incremental sync of a few pages is not split at all).
 MIN_SPLIT_LOOPS = 1000
+# ListHumanLoops' largest page (MaxResults), the size the sync asks for.
+PAGE_SIZE = 100
 # Pages already waiting when the writers ask for the next one are handed over together
 # (up to this many) and written in one statement and transaction: PostgreSQL's cost per
 # statement and per commit is then shared by more loops.
@@ -82,20 +84,23 @@ class Slice:
     first: datetime | None = None  # creation time of the first loop fetched
     position: datetime | None = None  # creation time of the last loop fetched
     listed: int = 0  # loops kept (in range)
+    # The last page was not full: A2I fills every page but the last, so this slice is
+    # ending and splitting it would only cost calls.
+    ending: bool = False
 
     def expected_remaining(self, until: datetime) -> float:
         """Loops this slice still expects to list: its remaining time range times the
         density seen so far, or at least as many as it has listed already (creation rates
         come in bursts; a slice that keeps listing is dense whatever its average says)."""
-        if self.position is None or self.first is None:
+        if self.position is None or self.first is None or self.ending:
             return 0.0
         end = self.hi if self.hi is not None else max(until, self.position)
         remaining = (end - self.position).total_seconds()
         if remaining <= 0:
             return 0.0
         covered = (self.position - (self.lo if self.lo is not None else self.first)).total_seconds()
-        if covered <= 0:  # every loop so far in one millisecond: dense, size unknown
-            return float("inf")
+        if covered <= 0:  # every loop so far in one millisecond: no density to go by
+            return float(self.listed)
         return max(self.listed / covered * remaining, float(self.listed))
 
 
@@ -289,6 +294,7 @@ class SlicedListing:
                     if piece.first is None:
                         piece.first = summaries[0]["CreationTime"]
                     piece.position = summaries[-1]["CreationTime"]
+                piece.ending = len(summaries) < PAGE_SIZE
                 piece.listed += len(kept)
                 past_end = hi is not None and bool(summaries) and summaries[-1]["CreationTime"] >= hi
                 self._cond.notify_all()  # an idle lister may split this slice now
