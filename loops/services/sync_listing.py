@@ -10,10 +10,11 @@ How the range is cut (`SlicedListing`):
 1. One slice starts at the beginning of the range (the incremental start, or no
    bound for a full sync) and lists Ascending. Its first page says where the loops
    begin and how dense they are.
-2. Whenever a lister thread is idle, the running slice with the most loops still
-   expected (its remaining time range times the density it has seen, and at least as
-   many as it has listed) is split at whole-millisecond boundaries: it keeps the lower
-   part, the new slices take the rest. A slice that turns out dense is therefore split
+2. Whenever a lister thread is idle and the writers are waiting for pages (the
+   listing, not the database, is the bottleneck: A2I's latency), the running slice
+   with the most loops still expected (its remaining time range times the density it
+   has seen, and at least as many as it has listed) is split at whole-millisecond
+   boundaries: it keeps the lower part, the new slices take the rest. A slice that turns out dense is therefore split
    again, and a sparse one is left alone. A slice is split only into parts of at least
    MIN_SPLIT_LOOPS expected loops, so a listing of a few pages (most incremental syncs)
    stays one paginator.
@@ -135,6 +136,7 @@ class SlicedListing:
         self._closed = threading.Event()  # stop everything: the consumer is gone
         self._workers: list[threading.Thread] = []
         self._alive = 0
+        self._starving = False  # the consumer is waiting for a page
         self.splits = 0
 
     # --- the consumer's side -------------------------------------------------------
@@ -147,7 +149,17 @@ class SlicedListing:
             worker.start()
         done = False
         while not done:
-            batch = Listed(self._pages.get(), 1)
+            try:
+                first = self._pages.get_nowait()
+            except queue.Empty:
+                # The writers wait for pages: the listing is the bottleneck, more slices help.
+                with self._cond:
+                    self._starving = True
+                    self._cond.notify_all()
+                first = self._pages.get()
+                with self._cond:
+                    self._starving = False
+            batch = Listed(first, 1)
             if batch.summaries is None:
                 break
             while batch.pages < BATCH_PAGES:  # what is already waiting, never more
@@ -244,10 +256,12 @@ class SlicedListing:
         """Split the running slice that expects the most loops; return one new part (others pending).
 
         Called with the lock held. The running slice keeps [position, first boundary);
-        every boundary is above its position, so no loop it already kept moves.
+        every boundary is above its position, so no loop it already kept moves. Only while
+        the writers wait for pages: when they are the bottleneck (A2I answers fast), more
+        listers would only contend for the interpreter and add partial pages.
         """
         idle = self.threads - len(self._running)
-        if idle <= 0:
+        if idle <= 0 or not self._starving:
             return None
         best, expected = None, 0.0
         for piece in self._running:

@@ -83,7 +83,9 @@ def test_sync_converges_with_throttling_and_server_errors(aws, settings):
     assert run.outcome == SyncRun.Outcome.SUCCEEDED, run.error
     throttled = attempts.count("ThrottlingException") / len(attempts)
     print(f"ListHumanLoops attempts={len(attempts)} throttled={throttled:.0%} 500s={attempts.count('InternalServerException')}")
-    assert throttled >= 0.15  # the faults really happened, at about the configured rate
+    # The faults really happened. Fewer calls are throttled than the client's own pace
+    # would cause: adaptive retry mode slows the client down after the first ones.
+    assert attempts.count("ThrottlingException") >= 2 and throttled > 0.05
     aws.configure(error_rate=0.0, throttle_tps=None)
     stored = dict(HumanLoop.objects.filter(flow_definition=fd).values_list("name", "status"))
     assert stored == {name: s["HumanLoopStatus"] for name, s in list_a2i(aws, fd.arn).items()}

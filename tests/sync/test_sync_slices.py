@@ -22,10 +22,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def small_slices(monkeypatch):
+def small_slices(aws, monkeypatch):
     """Slices split from 300 expected loops per part instead of 1,000, so a few thousand
-    loops make a test of many slices."""
+    loops make a test of many slices; and A2I answers after 10 ms, as a remote service
+    does, so the listing (not the test database) is what the writers wait for."""
     monkeypatch.setattr(sync_listing, "MIN_SPLIT_LOOPS", 300)
+    aws.configure(latency_ms=10)
 
 
 def flow_definition_with_loops_at(aws, times_ms: list[int], prefix: str = "at") -> tuple[FlowDefinition, list[str]]:
