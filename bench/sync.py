@@ -286,7 +286,7 @@ def run_child(phase: str, rest: list[str]) -> dict:
             listing = time.perf_counter() - t0
         # Every ListHumanLoops attempt of the sync, and the throttled ones (retries included).
         codes: list = []
-        a2i.runtime_client(region).meta.events.register(
+        a2i.listing_client(region).meta.events.register(
             "needs-retry.sagemaker-a2i-runtime.ListHumanLoops",
             lambda response=None, **kw: codes.append((response[1].get("Error") or {}).get("Code") if response else None),
         )
@@ -347,9 +347,10 @@ def run_child(phase: str, rest: list[str]) -> dict:
     if phase == "incremental":
         fd = FlowDefinition.objects.get(arn=rest[0])
         calls = []
-        a2i.runtime_client(region).meta.events.register(
-            "before-send.sagemaker-a2i-runtime", lambda event_name, **kw: calls.append(event_name.rsplit(".", 1)[1])
-        )
+        for client in (a2i.listing_client(region), a2i.runtime_client(region)):  # ListHumanLoops, DescribeHumanLoop
+            client.meta.events.register(
+                "before-send.sagemaker-a2i-runtime", lambda event_name, **kw: calls.append(event_name.rsplit(".", 1)[1])
+            )
         history_before = HumanLoopStatusChange.objects.count()
         t0 = time.perf_counter()
         run = sync_flow_definition(fd.pk, full=False)

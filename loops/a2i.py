@@ -48,6 +48,7 @@ __all__ = [
     "error_message",
     "iter_flow_definitions",
     "iter_loop_pages",
+    "listing_client",
     "read_human_loop_output",
     "region_of_arn",
     "reset_clients",
@@ -70,7 +71,7 @@ class OutputUnavailable(Exception):
 
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None
-_clients: dict[tuple[str, str, bool], object] = {}
+_clients: dict[tuple[str, str, str], object] = {}
 
 
 def parse_timestamp(value):
@@ -97,10 +98,10 @@ def _get_session() -> boto3.session.Session:
     return _session
 
 
-def _config(interactive: bool) -> Config:
+def _config(kind: str) -> Config:
     # `total_max_attempts` counts the first call too (botocore's `max_attempts`
     # counts retries only), so A2I_MAX_ATTEMPTS means what it says.
-    if interactive:
+    if kind == "interactive":
         timeout = settings.A2I_INTERACTIVE_TIMEOUT
         return Config(
             retries={"mode": "standard", "total_max_attempts": settings.A2I_INTERACTIVE_MAX_ATTEMPTS},
@@ -108,11 +109,13 @@ def _config(interactive: bool) -> Config:
             read_timeout=timeout,
         )
     return Config(
-        # "adaptive": standard retries plus a client-side rate limiter that every thread
-        # using this client shares. After a ThrottlingException the client as a whole
-        # slows down (and speeds up again as calls succeed), so the sync's concurrent
-        # slices back off together instead of each retrying on its own schedule.
-        retries={"mode": "adaptive", "total_max_attempts": settings.A2I_MAX_ATTEMPTS},
+        # The listing client (the sync's slices) uses "adaptive": standard retries plus a
+        # client-side rate limiter that every thread using the client shares. After a
+        # ThrottlingException the client as a whole slows down (and speeds up again as
+        # calls succeed), so concurrent slices back off together instead of each retrying
+        # on its own schedule. Other background calls (bulk actions) keep "standard"
+        # retries and their own backoff (services.loop_actions).
+        retries={"mode": "adaptive" if kind == "listing" else "standard", "total_max_attempts": settings.A2I_MAX_ATTEMPTS},
         connect_timeout=settings.A2I_CONNECT_TIMEOUT,
         read_timeout=settings.A2I_READ_TIMEOUT,
         # One client serves every thread of a process (the sync's slices, bulk actions).
@@ -120,15 +123,15 @@ def _config(interactive: bool) -> Config:
     )
 
 
-def _client(service: str, region: str, interactive: bool = False):
-    key = (service, region, interactive)
+def _client(service: str, region: str, kind: str = "background"):
+    key = (service, region, kind)
     client = _clients.get(key)
     if client is None:
         # Creating clients from one session is not thread-safe; using them is.
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = _get_session().client(service, region_name=region, config=_config(interactive))
+                client = _get_session().client(service, region_name=region, config=_config(kind))
                 _clients[key] = client
     return client
 
@@ -138,7 +141,13 @@ def runtime_client(region: str, *, interactive: bool = False):
 
     `interactive=True` gives the fail-fast client for calls a person waits on.
     """
-    return _client("sagemaker-a2i-runtime", region, interactive)
+    return _client("sagemaker-a2i-runtime", region, "interactive" if interactive else "background")
+
+
+def listing_client(region: str):
+    """The A2I runtime client that lists loops (the sync), cached per process: adaptive
+    retry mode, one rate limiter shared by every slice of every sync in the process."""
+    return _client("sagemaker-a2i-runtime", region, "listing")
 
 
 def sagemaker_client(region: str):
@@ -148,7 +157,7 @@ def sagemaker_client(region: str):
 
 def s3_client(region: str, *, interactive: bool = False):
     """The S3 client (output.json) for `region`, cached per process."""
-    return _client("s3", region, interactive)
+    return _client("s3", region, "interactive" if interactive else "background")
 
 
 def reset_clients() -> None:
@@ -231,7 +240,7 @@ def iter_loop_pages(
         params["CreationTimeAfter"] = created_after
     if created_before is not None:
         params["CreationTimeBefore"] = created_before
-    paginator = runtime_client(region).get_paginator("list_human_loops")
+    paginator = listing_client(region).get_paginator("list_human_loops")
     for page in _pages(paginator.paginate(**params, PaginationConfig={"PageSize": page_size})):
         yield page.get("HumanLoopSummaries", [])
 

@@ -31,9 +31,11 @@ def loop_list(request):
     if export is not None and export not in EXPORT_TYPES:
         return _bad_export(f"_export must be csv or json, not {export!r}.")
 
-    filterset = LoopFilter(request.GET, request=request)
-    # Names and ARNs for the table's column; not the (big) stats and description JSON.
-    flow_definitions = {fd.pk: fd for fd in FlowDefinition.objects.only("pk", "arn", "name", "region")}
+    # Names and ARNs for the filter's choices and the table's column (one query for both);
+    # not the (big) stats and description JSON.
+    fds = list(FlowDefinition.objects.order_by("name", "region").only("pk", "arn", "name", "region"))
+    filterset = LoopFilter(request.GET, request=request, flow_definitions=fds)
+    flow_definitions = {fd.pk: fd for fd in fds}
     if not filterset.is_valid():
         if export:
             return _bad_export(_errors_text(filterset.form.errors))

@@ -152,7 +152,7 @@ def test_incremental_sync_lists_only_from_the_oldest_active_loop(aws, flow_defin
         store.fail_loop(name, "InternalError", "boom")
     store.start_human_loop("newest", fd.arn, "{}")
 
-    counter = CallCounter(a2i_api.runtime_client(aws.region))
+    counter = CallCounter(a2i_api.listing_client(aws.region))
     run = sync_flow_definition(fd.pk, full=False)
 
     assert run.outcome == "succeeded", run.error

@@ -73,7 +73,7 @@ def test_sync_converges_with_throttling_and_server_errors(aws, settings):
     # faster than 4 per second) plus 5% server errors (500); botocore retries both.
     aws.configure(error_rate=0.05, throttle_tps=4)
     attempts = []
-    a2i_api.runtime_client(aws.region).meta.events.register(
+    a2i_api.listing_client(aws.region).meta.events.register(
         "needs-retry.sagemaker-a2i-runtime.ListHumanLoops",
         lambda response=None, **kw: attempts.append((response[1].get("Error") or {}).get("Code") if response else None),
     )

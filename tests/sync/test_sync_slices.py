@@ -218,7 +218,7 @@ def throttled_sync(aws, settings, slices: int, loops: int) -> tuple[SyncRun, int
     now_ms = int(time.time() * 1000)
     fd, _ = flow_definition_with_loops_at(aws, [now_ms - 1_800_000 + i * 200 for i in range(loops)], prefix=f"t{slices}")
     codes = []
-    a2i_api.runtime_client(aws.region).meta.events.register(
+    a2i_api.listing_client(aws.region).meta.events.register(
         "needs-retry.sagemaker-a2i-runtime.ListHumanLoops",
         lambda response=None, **kw: codes.append((response[1].get("Error") or {}).get("Code") if response else None),
     )
@@ -233,6 +233,7 @@ def throttled_sync(aws, settings, slices: int, loops: int) -> tuple[SyncRun, int
 
 
 def test_slices_share_one_throttling_backoff_so_more_slices_do_not_mean_more_throttled_calls(aws, settings):
+    assert a2i_api.listing_client(aws.region).meta.config.retries["mode"] == "adaptive"  # one limiter per process
     _, attempts_1, throttled_1 = throttled_sync(aws, settings, slices=1, loops=5000)
     _, attempts_8, throttled_8 = throttled_sync(aws, settings, slices=8, loops=5000)
     share_1, share_8 = throttled_1 / attempts_1, throttled_8 / attempts_8
