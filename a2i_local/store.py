@@ -363,6 +363,31 @@ class Store:
             records = self._loops_where("status = 'InProgress' ORDER BY creation_ms LIMIT ?", (limit,))
             return [self._loop_dict(record) for record in records]
 
+    def insert_loops(self, flow_definition_arn: str, loops: list[tuple[str, int]], status: str = "Completed") -> None:
+        """Insert loops created at chosen times: (name, creation time in ms since the epoch) pairs.
+
+        For tests of the time filters (a loop exactly on a CreationTimeAfter/Before bound);
+        the API only creates loops "now". Terminal `status` only (no expiry to schedule).
+        Raises ValidationException for an unknown flow definition or a non-terminal status,
+        sqlite3.IntegrityError for a name already taken.
+        """
+        if status not in TERMINAL:
+            raise errors.ValidationException(f"insert_loops creates terminal loops only, not {status!r}.")
+        with self._lock:
+            fd = self.flow_definitions.by_arn(flow_definition_arn)
+            if fd is None:
+                raise errors.ValidationException(f"Flow definition '{flow_definition_arn}' does not exist.")
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO loops (name, flow_definition_id, status, creation_ms, input_content) "
+                    "VALUES (?, ?, ?, ?, '{}')",
+                    [(name, fd.id, status, creation_ms) for name, creation_ms in loops])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def seed(self, flow_definitions: int, loops: int, random_seed: int = 0) -> list[str]:
         """Bulk-insert flow definitions and loops (see seed.py); returns the flow-definition ARNs."""
         with self._lock:

@@ -19,8 +19,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 # The order the issues list them in; any other bench/<name>.py runs after these.
-KNOWN = ["a2i_local", "sync", "dashboard", "actions"]
-NOT_BENCHMARKS = {"__init__", "__main__", "common"}
+KNOWN = ["a2i_local", "sync", "dashboard", "load", "actions"]
+NOT_BENCHMARKS = {"__init__", "__main__", "common", "locustfile"}
 
 # Small sizes for `--quick`, in each benchmark's own flags. A module missing here gets
 # `--quick` when its source mentions that flag, else its defaults.

@@ -19,6 +19,9 @@ reports p50/p95/max latency of:
 and an export of 100,000 rows (one flow definition) as CSV, streamed: rows/s and the
 peak Python memory (tracemalloc) beside that of a 10x smaller export, to show it is flat.
 
+"Loop list rows": the CPU time of the first page's 50 rows rendered by LoopRowRenderer
+(what the loop list uses) beside django-tables2's own per-cell rendering of the same cells.
+
 Requests go through Django's test Client in-process with a logged-in user (with the
 stop/delete permissions, so the checkbox column and bulk bar render too): the whole
 Django stack (middleware, sessions, auth, view, ORM, templates) but no HTTP server.
@@ -41,7 +44,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from bench.common import ensure_database
+from bench.common import ensure_database, operator_user
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "dashboard.json"
@@ -161,13 +164,10 @@ def refresh_stats() -> dict:
 
 
 def logged_in_client():
-    from django.contrib.auth.models import Permission, User
     from django.test import Client
 
-    user, _ = User.objects.get_or_create(username="bench")
-    user.user_permissions.set(Permission.objects.filter(codename__in=["stop_humanloop", "delete_humanloop"]))
     client = Client()
-    client.force_login(user)
+    client.force_login(operator_user("bench"))
     return client
 
 
@@ -233,6 +233,82 @@ def measure_export(client, url: str) -> dict:
     }
 
 
+def measure_rows(repeat: int) -> dict:
+    """"Loop list rows": the first page's 50 rows rendered by LoopRowRenderer (what the loop
+    list uses) and by django-tables2's per-cell machinery (its table template's body loop:
+    BoundRow.items, render_* methods resolved per cell, per-column td attributes), with the
+    same cell HTML. CPU milliseconds per 50 rows, best of `repeat` rounds of 20."""
+    from django.template import Context, Template
+    from django.utils.safestring import mark_safe
+
+    from loops.models import FlowDefinition, HumanLoop
+    from loops.tables import LoopRowRenderer, LoopTable
+    from loops.views.loop_list import LIST_COLUMNS, PER_PAGE
+
+    fds = {fd.pk: fd for fd in FlowDefinition.objects.only("pk", "arn", "name", "region")}
+    records = list(HumanLoop.objects.filter(deleted_upstream=False).only(*LIST_COLUMNS).order_by("-creation_time", "-id")[:PER_PAGE])
+
+    class PerCellLoopTable(LoopTable):
+        """The same cells, each through django-tables2's own per-cell rendering."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.cells = LoopRowRenderer([], self.flow_definitions)
+
+        def render_select(self, record):
+            return mark_safe(self.cells.cell_select(record))
+
+        def render_name(self, record):
+            return mark_safe(self.cells.cell_name(record))
+
+        def render_flow_definition(self, record):
+            return mark_safe(self.cells.cell_flow_definition(record))
+
+        def render_status(self, record):
+            return mark_safe(self.cells.cell_status(record))
+
+        def render_creation_time(self, record):
+            return mark_safe(self.cells.cell_creation_time(record))
+
+        def render_status_changed_at(self, record):
+            return mark_safe(self.cells.cell_status_changed_at(record))
+
+        def render_failure_code(self, record):
+            return mark_safe(self.cells.cell_failure_code(record))
+
+        def render_failure_reason(self, record):
+            return mark_safe(self.cells.cell_failure_reason(record))
+
+    # The body loop of django_tables2/templates/django_tables2/table.html.
+    body = Template(
+        "{% for row in table.paginated_rows %}<tr {{ row.attrs.as_html }}>{% for column, cell in row.items %}"
+        "<td {{ column.attrs.td.as_html }}>{{ cell }}</td>{% endfor %}</tr>{% endfor %}"
+    )
+
+    def with_renderer():
+        table = LoopTable(records, flow_definitions=fds)
+        table.paginate(per_page=PER_PAGE)
+        return table.rows_html()
+
+    def with_django_tables2():
+        table = PerCellLoopTable(records, flow_definitions=fds)
+        table.paginate(per_page=PER_PAGE)
+        return body.render(Context({"table": table}))
+
+    def best(render) -> float:
+        rounds = []
+        for _ in range(repeat):
+            started = time.process_time()
+            for _ in range(20):
+                render()
+            rounds.append((time.process_time() - started) / 20 * 1000)
+        return round(min(rounds), 2)
+
+    renderer_ms, tables2_ms = best(with_renderer), best(with_django_tables2)
+    return {"rows": len(records), "row_renderer_ms": renderer_ms, "django_tables2_per_cell_ms": tables2_ms,
+            "ratio": round(tables2_ms / renderer_ms, 1) if renderer_ms else None}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.dashboard", description=__doc__.split("\n")[0])
     parser.add_argument("--loops", type=int, default=1_000_000)
@@ -284,6 +360,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:<20} p50 {figures['p50_ms']:6.1f} ms  p95 {figures['p95_ms']:6.1f} ms  max {figures['max_ms']:6.1f} ms"
               f"  (Django CPU p50 {figures['django_cpu_p50_ms']:5.1f} ms)"
               f"  (target p95 <= {TARGETS_MS[name]} ms: {'ok' if figures['meets_target'] else 'MISSED'})", flush=True)
+
+    rows = measure_rows(repeat=3 if args.quick else 10)
+    result["loop_list_rows"] = rows
+    print(f"loop list rows ({rows['rows']}): LoopRowRenderer {rows['row_renderer_ms']} ms, django-tables2 per cell "
+          f"{rows['django_tables2_per_cell_ms']} ms ({rows['ratio']}x), CPU per page", flush=True)
 
     # One flow definition holds loops/10 loops: with the default sizes, exactly 100,000.
     fd_rows = HumanLoop.objects.filter(flow_definition=fd, deleted_upstream=False).count()

@@ -1,36 +1,50 @@
 """Benchmark the loop sync from A2I Local into PostgreSQL.
 
-Three measurements, each sync running in its own child process (fresh memory, its own
-GIL) while A2I Local serves from this process:
+Each sync runs in its own child process (fresh memory, its own GIL) while A2I Local
+serves from this process. One run prints every "before" beside its "after":
 
-1. full sync of N loops (default 100,000) of one flow definition: loops/s end to end,
-   beside the listing-only rate of the same client (a2i.iter_loop_pages, same process,
-   same run) and their ratio (targets: >= 10,000 loops/s, ratio >= 0.5);
-2. full sync of M loops (default 1,000,000) across 10 flow definitions: wall time and
+1. full sync of N loops (default 100,000) of one flow definition at zero added latency:
+   loops/s end to end beside the listing-only rate of the same client (one paginator,
+   same process, same run) and their ratio (targets: >= 10,000 loops/s, ratio >= 0.5);
+   CPU seconds of the sync process, its PostgreSQL backends and A2I Local, and PostgreSQL
+   CPU per synced loop. Then the same sync through the write path as it was before
+   (one paginator, the indexes and foreign key 0009_sync_speed removed, page statements
+   not prepared) into an emptied database: PostgreSQL CPU per loop before and after
+   (target: at most half);
+2. the same N loops with A2I Local answering each call after --latency-ms (default 50):
+   the sequential paginator's own time (listing only, one paginator), the sync with one
+   paginator (as before) and with A2I_SYNC_SLICES slices (targets: >= 10,000 loops/s and
+   >= 5x the sequential paginator);
+3. throttling: A2I Local's ListHumanLoops token bucket at 70 % of the rate one paginator
+   reaches at that latency (so about 30 % of its calls would be throttled without
+   backoff), a full sync of --throttle-loops loops with 1, 2, 4 and 8 slices: each
+   converges exactly, and the throttled share of calls does not grow with the slices;
+4. full sync of M loops (default 1,000,000) across 10 flow definitions: wall time and
    the child's peak RSS (resource.getrusage; target <= 300 MB);
-3. incremental sync over 100,000 stored loops of which 1,000 are InProgress (the newest)
+5. incremental sync over 100,000 stored loops of which 1,000 are InProgress (the newest)
    and 100 changed since the last sync: list calls, rows written, seconds
    (targets: <= 12 calls, writes only for the changed loops, < 1 s).
 
 Uses the PostgreSQL database `bench` (created and migrated here; emptied before each
 measurement). Prints a summary and writes bench/results/sync.json.
-Usage: python -m bench.sync [--loops N] [--big-loops M] [--skip-big] [--quick]
+Usage: python -m bench.sync [--loops N] [--big-loops M] [--skip-big] [--latency-ms L]
+       [--throttle-loops T] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from bench.common import empty_database, ensure_database
+from bench.common import BackendCpu, empty_database, ensure_database, proc_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "sync.json"
@@ -108,19 +122,76 @@ def run_parent(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp, a2i_local_server(db=os.path.join(tmp, "a2i.sqlite3"), stop_delay_seconds=0) as a2i:
         env = child_env(a2i, database_url)
 
-        # 1. full sync of one flow definition
+        # 1. full sync of one flow definition, zero added latency: after, then before
         a2i.reset()
         [arn] = a2i.seed(1, args.loops)
         empty_database(database_url)
         full = child("full", env, arn)
         results["full_sync"] = {"loops": args.loops, **full}
         print(
-            f"full sync, {args.loops:,} loops of 1 flow definition: {full['sync_loops_per_second']:,.0f} loops/s "
-            f"end to end ({full['sync_seconds']:.2f} s, stats refresh {full['stats_refresh_seconds']:.2f} s of it); "
-            f"listing only {full['listing_loops_per_second']:,.0f} loops/s; "
-            f"ratio {full['ratio']:.2f}; CPU s: sync {full['cpu_seconds']['sync_process']}, "
-            f"PostgreSQL {full['cpu_seconds']['postgresql_backends']}, A2I Local {full['cpu_seconds']['a2i_local']}"
+            f"full sync, {args.loops:,} loops of 1 flow definition ({full['slices']} slices): "
+            f"{full['sync_loops_per_second']:,.0f} loops/s end to end ({full['sync_seconds']:.2f} s, "
+            f"stats refresh {full['stats_refresh_seconds']:.2f} s after it); "
+            f"listing only {full['listing_loops_per_second']:,.0f} loops/s; ratio {full['ratio']:.2f}; "
+            f"CPU s: sync {full['cpu_seconds']['sync_process']}, PostgreSQL {full['cpu_seconds']['postgresql_backends']}, "
+            f"A2I Local {full['cpu_seconds']['a2i_local']}; PostgreSQL {full['postgresql_us_per_loop']} us/loop",
+            flush=True,
         )
+        empty_database(database_url)
+        with old_write_path(database_url):
+            before = child("full", {**env, "A2I_SYNC_SLICES": "1", "BENCH_OLD_WRITE_PATH": "1"}, arn)
+        results["full_sync_before"] = {"loops": args.loops, "write_path": "before 0009_sync_speed, one paginator", **before}
+        print(
+            f"  before (one paginator, the write path before 0009_sync_speed): {before['sync_loops_per_second']:,.0f} loops/s, "
+            f"ratio {before['ratio']:.2f}; PostgreSQL {before['postgresql_us_per_loop']} us/loop "
+            f"-> after {full['postgresql_us_per_loop']} us/loop "
+            f"({full['postgresql_us_per_loop'] / before['postgresql_us_per_loop']:.2f} of before)",
+            flush=True,
+        )
+
+        # 2. the same loops at real-AWS latency: the sequential paginator, one paginator, slices
+        a2i.configure(latency_ms=args.latency_ms)
+        empty_database(database_url)
+        sequential = child("full", {**env, "A2I_SYNC_SLICES": "1"}, arn)
+        empty_database(database_url)
+        sliced = child("full", env, arn, "--skip-listing")
+        bound = sequential["listing_seconds"]
+        results["latency"] = {
+            "latency_ms": args.latency_ms, "loops": args.loops, "pages": sequential["pages"],
+            "sequential_paginator_seconds": bound,
+            "sequential_paginator_loops_per_second": sequential["listing_loops_per_second"],
+            "one_paginator_sync": sequential, "sliced_sync": sliced,
+            "sliced_over_sequential_paginator": round(bound / sliced["sync_seconds"], 2),
+            "one_paginator_over_sequential_paginator": round(bound / sequential["sync_seconds"], 2),
+        }
+        print(
+            f"at {args.latency_ms} ms per call, {args.loops:,} loops ({sequential['pages']} pages): sequential paginator "
+            f"{bound:.1f} s ({sequential['listing_loops_per_second']:,.0f} loops/s); sync with one paginator "
+            f"{sequential['sync_loops_per_second']:,.0f} loops/s ({results['latency']['one_paginator_over_sequential_paginator']}x); "
+            f"with {sliced['slices']} slices {sliced['sync_loops_per_second']:,.0f} loops/s "
+            f"({results['latency']['sliced_over_sequential_paginator']}x the sequential paginator)",
+            flush=True,
+        )
+
+        # 3. throttling at that latency: the bucket at 70 % of one paginator's rate
+        a2i.reset()
+        [arn] = a2i.seed(1, args.throttle_loops)
+        a2i.configure(latency_ms=args.latency_ms)
+        tps = round(0.7 * sequential["pages"] / bound, 1)
+        results["throttled"] = {"latency_ms": args.latency_ms, "throttle_tps": tps, "loops": args.throttle_loops, "runs": []}
+        for slices in (1, 2, 4, 8):
+            a2i.configure(throttle_tps=tps)
+            empty_database(database_url)
+            run = child("full", {**env, "A2I_SYNC_SLICES": str(slices)}, arn, "--skip-listing")
+            a2i.configure(throttle_tps=None)
+            results["throttled"]["runs"].append(run)
+            print(
+                f"throttled at {tps} ListHumanLoops/s, {args.throttle_loops:,} loops, {slices} slice(s): converged "
+                f"({run['loops_synced']:,} loops), {run['list_throttled']}/{run['list_attempts']} calls throttled "
+                f"({run['throttled_share']:.0%}), {run['sync_seconds']:.1f} s",
+                flush=True,
+            )
+        a2i.configure(latency_ms=0)
 
         # 2. full sync of M loops across K flow definitions: memory
         if not args.skip_big:
@@ -160,68 +231,29 @@ def run_parent(args) -> dict:
     return results
 
 
-# --- child: one measurement, with Django --------------------------------------------
+@contextlib.contextmanager
+def old_write_path(url: str):
+    """The schema objects loops/migrations/0009_sync_speed removed, for the "before" sync
+    (the child also turns off prepared page statements): the varchar_pattern_ops twin of
+    the ARN index, the index on flow_definition_id, the history rows' foreign key."""
+    import psycopg
 
-
-class BackendCpu:
-    """CPU seconds used by this database's PostgreSQL backends while the block runs.
-
-    The sync writes on connections of its own that close before it returns, so the
-    backends are sampled every 0.1 s (by their process title, "postgres: <user> <db> ...");
-    a backend's CPU in its last 0.1 s of life can be missed.
-    """
-
-    def __init__(self, database: str):
-        self.marker = f" {database} "
-        self.first: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if title.startswith("postgres: ") and self.marker in title:
-                pid = int(entry.name)
-                cpu = proc_cpu(pid)
-                # Backends alive at the start count from then; new ones from zero.
-                self.first.setdefault(pid, 0.0 if self._started else cpu)
-                self.last[pid] = cpu
-
-    def __enter__(self):
-        self._started = False
-        self._sample()
-        self._started = True
-
-        def loop():
-            while not self._stop.wait(0.1):
-                self._sample()
-
-        self._thread = threading.Thread(target=loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.last[pid] - self.first.get(pid, 0.0) for pid in self.last)
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc; 0.0 if unreadable)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE INDEX bench_old_arn_like ON loops_humanloop (arn varchar_pattern_ops)")
+        conn.execute("CREATE INDEX bench_old_fd ON loops_humanloop (flow_definition_id)")
+        conn.execute(
+            "ALTER TABLE loops_humanloopstatuschange ADD CONSTRAINT bench_old_loop_fk FOREIGN KEY (loop_id) "
+            "REFERENCES loops_humanloop (id) DEFERRABLE INITIALLY DEFERRED"
+        )
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        yield
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE loops_humanloopstatuschange DROP CONSTRAINT bench_old_loop_fk")
+            conn.execute("DROP INDEX bench_old_arn_like, bench_old_fd")
+
+
+# --- child: one measurement, with Django --------------------------------------------
 
 
 def run_child(phase: str, rest: list[str]) -> dict:
@@ -234,7 +266,7 @@ def run_child(phase: str, rest: list[str]) -> dict:
     from django.conf import settings
 
     from loops import a2i
-    from loops.models import FlowDefinition, HumanLoopStatusChange
+    from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange
     from loops.services.discovery import discover_flow_definitions
     from loops.services.stats import refresh_flow_definition_stats
     from loops.services.sync import sync_flow_definition
@@ -243,10 +275,22 @@ def run_child(phase: str, rest: list[str]) -> dict:
     discover_flow_definitions([region])
     if phase == "full":
         fd = FlowDefinition.objects.get(arn=rest[0])
-        t0 = time.perf_counter()
-        listed = sum(len(page) for page in a2i.iter_loop_pages(region, fd.arn))
-        listing = time.perf_counter() - t0
-        # CPU seconds per process (this sync, its PostgreSQL backend, A2I Local in the parent):
+        if os.environ.get("BENCH_OLD_WRITE_PATH") == "1":
+            from loops.services import sync_sql
+
+            sync_sql.PREPARE = False
+        listed = listing = None
+        if "--skip-listing" not in rest:
+            t0 = time.perf_counter()
+            listed = sum(len(page) for page in a2i.iter_loop_pages(region, fd.arn))
+            listing = time.perf_counter() - t0
+        # Every ListHumanLoops attempt of the sync, and the throttled ones (retries included).
+        codes: list = []
+        a2i.listing_client(region).meta.events.register(
+            "needs-retry.sagemaker-a2i-runtime.ListHumanLoops",
+            lambda response=None, **kw: codes.append((response[1].get("Error") or {}).get("Code") if response else None),
+        )
+        # CPU seconds per process (this sync, its PostgreSQL backends, A2I Local in the parent):
         # on a shared machine wall time depends on the neighbours, CPU time much less.
         from django.db import connection
 
@@ -257,20 +301,34 @@ def run_child(phase: str, rest: list[str]) -> dict:
             seconds = time.perf_counter() - t0
         cpu = [time.process_time() - cpu0[0], backends.seconds, proc_cpu(os.getppid()) - cpu0[1]]
         cpu = [round(value, 2) for value in cpu]
-        assert run.outcome == "succeeded" and run.created == listed, (run.outcome, run.error, run.created, listed)
+        assert run.outcome == "succeeded", (run.outcome, run.error)
+        stored = HumanLoop.objects.filter(flow_definition=fd).count()
+        assert run.created == run.loops_seen == stored and (listed is None or stored == listed), (run.created, listed, stored)
         t0 = time.perf_counter()
         refresh_flow_definition_stats(fd)
         stats_seconds = time.perf_counter() - t0
-        return {
+        figures = {
+            "slices": settings.A2I_SYNC_SLICES,
             "stats_refresh_seconds": round(stats_seconds, 3),
-            "listing_seconds": round(listing, 3),
-            "listing_loops_per_second": round(listed / listing),
             "sync_seconds": round(seconds, 3),
             "sync_loops_per_second": round(run.loops_seen / seconds),
-            "ratio": round((run.loops_seen / seconds) / (listed / listing), 2),
+            "loops_synced": run.loops_seen,
             "pages": run.pages,
             "cpu_seconds": {"sync_process": cpu[0], "postgresql_backends": cpu[1], "a2i_local": cpu[2]},
+            "postgresql_us_per_loop": round(cpu[1] / run.loops_seen * 1e6, 1),
+            "sync_process_us_per_loop": round(cpu[0] / run.loops_seen * 1e6, 1),
+            "list_attempts": len(codes),
+            "list_throttled": codes.count("ThrottlingException"),
+            "throttled_share": round(codes.count("ThrottlingException") / len(codes), 3) if codes else 0.0,
         }
+        if listing is not None:
+            figures.update(
+                listing_seconds=round(listing, 3),
+                listing_loops_per_second=round(listed / listing),
+                ratio=round((run.loops_seen / seconds) / (listed / listing), 2),
+                pages=-(-listed // 100),  # the sequential paginator's pages (the sync's slices add partial ones)
+            )
+        return figures
     if phase == "big":
         t0 = time.perf_counter()
         total = 0
@@ -289,9 +347,10 @@ def run_child(phase: str, rest: list[str]) -> dict:
     if phase == "incremental":
         fd = FlowDefinition.objects.get(arn=rest[0])
         calls = []
-        a2i.runtime_client(region).meta.events.register(
-            "before-send.sagemaker-a2i-runtime", lambda event_name, **kw: calls.append(event_name.rsplit(".", 1)[1])
-        )
+        for client in (a2i.listing_client(region), a2i.runtime_client(region)):  # ListHumanLoops, DescribeHumanLoop
+            client.meta.events.register(
+                "before-send.sagemaker-a2i-runtime", lambda event_name, **kw: calls.append(event_name.rsplit(".", 1)[1])
+            )
         history_before = HumanLoopStatusChange.objects.count()
         t0 = time.perf_counter()
         run = sync_flow_definition(fd.pk, full=False)
@@ -321,6 +380,8 @@ def main(argv=None) -> int:
     parser.add_argument("--incremental-loops", type=int, default=100_000)
     parser.add_argument("--active", type=int, default=1_000, help="InProgress loops of the incremental measurement")
     parser.add_argument("--changed", type=int, default=100)
+    parser.add_argument("--latency-ms", type=int, default=50, help="A2I Local's added latency per call for measurement 2")
+    parser.add_argument("--throttle-loops", type=int, default=20_000, help="loops of the throttled syncs")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a short run")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -329,7 +390,7 @@ def main(argv=None) -> int:
         print(json.dumps(run_child(args.child, rest)))
         return 0
     if args.quick:
-        args.loops, args.big_loops, args.incremental_loops = 10_000, 50_000, 10_000
+        args.loops, args.big_loops, args.incremental_loops, args.throttle_loops = 10_000, 50_000, 10_000, 2_000
     run_parent(args)
     return 0
 

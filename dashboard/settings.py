@@ -196,6 +196,11 @@ A2I_INCREMENTAL_MARGIN = envint("A2I_INCREMENTAL_MARGIN", "300")
 A2I_SYNC_CLAIM_SECONDS = envint("A2I_SYNC_CLAIM_SECONDS", "900")
 # Database connections that write listed pages while the next page is fetched.
 A2I_SYNC_WRITERS = envint("A2I_SYNC_WRITERS", "2")
+# Creation-time slices of one flow definition listed at once (1 = one paginator, in order).
+A2I_SYNC_SLICES = envint("A2I_SYNC_SLICES", "8")
+# A full sync of a flow definition spreads its slices over the workers as a Celery
+# group (a chord) instead of listing them all in one task.
+A2I_SYNC_DISTRIBUTE = envbool("A2I_SYNC_DISTRIBUTE", "false")
 # ListHumanLoops carries no FailureCode: at most this many newly Failed loops are
 # described per sync to fill it in (the rest on later syncs).
 A2I_SYNC_DESCRIBE_LIMIT = envint("A2I_SYNC_DESCRIBE_LIMIT", "50")

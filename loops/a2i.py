@@ -51,6 +51,7 @@ __all__ = [
     "iter_flow_definitions",
     "iter_loop_pages",
     "open_human_loop_output",
+    "listing_client",
     "read_human_loop_output",
     "region_of_arn",
     "reset_clients",
@@ -82,7 +83,7 @@ class OutputUnavailable(Exception):
 
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None
-_clients: dict[tuple[str, str, bool], object] = {}
+_clients: dict[tuple[str, str, str], object] = {}
 
 
 def parse_timestamp(value):
@@ -109,10 +110,10 @@ def _get_session() -> boto3.session.Session:
     return _session
 
 
-def _config(interactive: bool) -> Config:
+def _config(kind: str) -> Config:
     # `total_max_attempts` counts the first call too (botocore's `max_attempts`
     # counts retries only), so A2I_MAX_ATTEMPTS means what it says.
-    if interactive:
+    if kind == "interactive":
         timeout = settings.A2I_INTERACTIVE_TIMEOUT
         return Config(
             retries={"mode": "standard", "total_max_attempts": settings.A2I_INTERACTIVE_MAX_ATTEMPTS},
@@ -120,24 +121,30 @@ def _config(interactive: bool) -> Config:
             read_timeout=timeout,
         )
     return Config(
-        retries={"mode": "standard", "total_max_attempts": settings.A2I_MAX_ATTEMPTS},
+        # The listing client (the sync's slices) uses "adaptive": standard retries plus a
+        # client-side rate limiter that every thread using the client shares. After a
+        # ThrottlingException the client as a whole slows down (and speeds up again as
+        # calls succeed), so concurrent slices back off together instead of each retrying
+        # on its own schedule. Other background calls (bulk actions) keep "standard"
+        # retries and their own backoff (services.loop_actions).
+        retries={"mode": "adaptive" if kind == "listing" else "standard", "total_max_attempts": settings.A2I_MAX_ATTEMPTS},
         connect_timeout=settings.A2I_CONNECT_TIMEOUT,
         read_timeout=settings.A2I_READ_TIMEOUT,
-        # One client serves every thread of a process (the sync's prefetch, bulk actions,
+        # One client serves every thread of a process (the sync's slices, bulk actions,
         # the answers' concurrent reads of output.json).
-        max_pool_connections=max(20, settings.A2I_ANSWERS_CONCURRENCY),
+        max_pool_connections=max(20, settings.A2I_SYNC_SLICES + 4, settings.A2I_ANSWERS_CONCURRENCY),
     )
 
 
-def _client(service: str, region: str, interactive: bool = False):
-    key = (service, region, interactive)
+def _client(service: str, region: str, kind: str = "background"):
+    key = (service, region, kind)
     client = _clients.get(key)
     if client is None:
         # Creating clients from one session is not thread-safe; using them is.
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = _get_session().client(service, region_name=region, config=_config(interactive))
+                client = _get_session().client(service, region_name=region, config=_config(kind))
                 _clients[key] = client
     return client
 
@@ -147,7 +154,13 @@ def runtime_client(region: str, *, interactive: bool = False):
 
     `interactive=True` gives the fail-fast client for calls a person waits on.
     """
-    return _client("sagemaker-a2i-runtime", region, interactive)
+    return _client("sagemaker-a2i-runtime", region, "interactive" if interactive else "background")
+
+
+def listing_client(region: str):
+    """The A2I runtime client that lists loops (the sync), cached per process: adaptive
+    retry mode, one rate limiter shared by every slice of every sync in the process."""
+    return _client("sagemaker-a2i-runtime", region, "listing")
 
 
 def sagemaker_client(region: str):
@@ -157,7 +170,7 @@ def sagemaker_client(region: str):
 
 def s3_client(region: str, *, interactive: bool = False):
     """The S3 client (output.json) for `region`, cached per process."""
-    return _client("s3", region, interactive)
+    return _client("s3", region, "interactive" if interactive else "background")
 
 
 def reset_clients() -> None:
@@ -224,18 +237,23 @@ def iter_loop_pages(
     flow_definition_arn: str,
     *,
     created_after: datetime | None = None,
+    created_before: datetime | None = None,
     sort_order: str = "Ascending",
     page_size: int = 100,
 ) -> Iterator[list[dict]]:
     """Yield ListHumanLoops pages (lists of HumanLoopSummaries dicts) for one flow definition.
 
+    `created_after` / `created_before` are sent as CreationTimeAfter / CreationTimeBefore
+    (docs/a2i-local.md §2: at or after / strictly before, as A2I Local implements them).
     One HTTP call per page. Raises ClientError or A2IUnavailable from the call
     that failed; pages already yielded stay valid.
     """
     params = {"FlowDefinitionArn": flow_definition_arn, "SortOrder": sort_order}
     if created_after is not None:
         params["CreationTimeAfter"] = created_after
-    paginator = runtime_client(region).get_paginator("list_human_loops")
+    if created_before is not None:
+        params["CreationTimeBefore"] = created_before
+    paginator = listing_client(region).get_paginator("list_human_loops")
     for page in _pages(paginator.paginate(**params, PaginationConfig={"PageSize": page_size})):
         yield page.get("HumanLoopSummaries", [])
 

@@ -137,11 +137,15 @@ class LoopFilter(django_filters.FilterSet):
         fields: list[str] = []
         form = LoopFilterForm
 
-    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
+    def __init__(self, data=None, queryset=None, *, request=None, prefix=None, flow_definitions=None):
+        """`flow_definitions`: the FlowDefinition rows (arn, name, region), ordered by name and
+        region, when the caller has them already (the loop list: one query fewer per page)."""
         if queryset is None:
             queryset = HumanLoop.objects.all()
         super().__init__(data, queryset, request=request, prefix=prefix)
-        flow_definitions = list(FlowDefinition.objects.order_by("name", "region").values_list("arn", "name", "region"))
+        if flow_definitions is None:
+            flow_definitions = FlowDefinition.objects.order_by("name", "region").only("arn", "name", "region")
+        flow_definitions = [(fd.arn, fd.name, fd.region) for fd in flow_definitions]
         field = self.filters["flow_definition"]
         field.extra["choices"] = [(arn, f"{name} ({region})") for arn, name, region in flow_definitions]
         field.extra["names"] = [name for _arn, name, _region in flow_definitions]

@@ -247,7 +247,9 @@ class DeferredJoinPaginator(LazyPaginator):
         top = bottom + self.per_page
         look_ahead_items = (self.look_ahead - 1) * self.per_page + 1
         ids = list(queryset.values_list("pk", flat=True)[bottom : top + self.orphans + look_ahead_items])
-        by_pk = {record.pk: record for record in queryset.model._base_manager.filter(pk__in=ids)}
+        rows = queryset.model._base_manager.filter(pk__in=ids)
+        rows.query.deferred_loading = queryset.query.deferred_loading  # the same columns (.only())
+        by_pk = {record.pk: record for record in rows}
         objects = [BoundRow(by_pk[pk], table=bound_rows.table) for pk in ids if pk in by_pk]
         # The rest is LazyPaginator.page's bookkeeping, unchanged.
         if len(objects) > self.per_page + self.orphans:

@@ -11,8 +11,9 @@ that is recorded on the SyncRun and not retried (the next scheduled run will).
 
 import logging
 import time
+from datetime import datetime
 
-from celery import shared_task
+from celery import chord, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from loops.a2i import A2IUnavailable
 from loops.models import FlowDefinition, FlowDefinitionStatus, LoopActionBatch, WorkerHeartbeat
-from loops.services import actions, alerts, answers, discovery, metrics, notify, reviewers, stats, sync
+from loops.services import actions, alerts, answers, discovery, metrics, notify, reviewers, stats, sync, sync_distributed
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,21 @@ def schedule_syncs(full: bool = False) -> int:
 
 @shared_task(soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT, time_limit=settings.CELERY_TASK_TIME_LIMIT, **TRANSIENT)
 def sync_flow_definition(flow_definition_id: int, full: bool = False) -> dict | None:
-    """Sync one flow definition (skipped if another sync holds it); returns the SyncRun's figures."""
+    """Sync one flow definition (skipped if another sync holds it); returns the SyncRun's figures.
+
+    A full sync with A2I_SYNC_DISTRIBUTE on hands its creation-time ranges to the workers
+    as a chord (one sync_slice task per range, then finish_distributed_sync) and returns
+    at once with the run "running".
+    """
     try:
-        run = sync.sync_flow_definition(flow_definition_id, full=full)
+        if full and settings.A2I_SYNC_DISTRIBUTE:
+            plan = sync_distributed.plan_distributed_sync(flow_definition_id)
+            if plan.ranges:
+                header = [sync_slice.s(plan.run.pk, _iso(lo), _iso(hi)) for lo, hi in plan.ranges]
+                chord(header)(finish_distributed_sync.s(plan.run.pk))
+            run = plan.run
+        else:
+            run = sync.sync_flow_definition(flow_definition_id, full=full)
     except FlowDefinition.DoesNotExist:
         return None
     if run.created or run.updated:
@@ -111,6 +124,36 @@ def ingest_answers() -> dict:
         "unavailable": report.unavailable,
         "seconds": round(report.seconds, 2),
     }
+
+
+@shared_task(soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT, time_limit=settings.CELERY_TASK_TIME_LIMIT)
+def sync_slice(sync_run_id: int, created_from: str | None, created_before: str | None) -> dict:
+    """List and write one creation-time range of a distributed full sync (ISO-8601 bounds, None = open).
+
+    Never raises: a chord's callback would not run after a failed header task, and the
+    callback is what records the outcome and releases the claim. An unexpected error is
+    logged and reported as this range's error.
+    """
+    try:
+        return sync_distributed.sync_slice(sync_run_id, _parse(created_from), _parse(created_before))
+    except Exception as exc:
+        logger.exception("range %s..%s of sync run %s failed", created_from, created_before, sync_run_id)
+        return {"error": f"{exc.__class__.__name__}: {exc}", "failed_ids": [], "skipped": False}
+
+
+@shared_task(soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT, time_limit=settings.CELERY_TASK_TIME_LIMIT)
+def finish_distributed_sync(results: list[dict], sync_run_id: int) -> dict:
+    """The chord's callback: record the distributed sync's outcome, release the claim."""
+    run = sync_distributed.finish_distributed_sync(sync_run_id, results)
+    return {"sync_run": run.pk, "outcome": run.outcome, "loops_seen": run.loops_seen, "error": run.error}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
 
 
 @shared_task(bind=True, soft_time_limit=20, time_limit=30)

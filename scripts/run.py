@@ -10,7 +10,8 @@ Steps, in order:
      exists), with output.json for the most recent Completed loops;
   4. start A2I Local (simulated workforce, new loops arriving), a Celery worker and
      beat, run one sync and read the newest loops' answers so the first pages are
-     populated, then start the web server and print its URL and the login.
+     populated, then start the web server (gunicorn, or runserver with autoreload when
+     RUN_RELOAD=1) and print its URL and the login.
 
 Every child runs in its own process group and its output lines are prefixed with
 its name. Ctrl-C (SIGINT) or SIGTERM stops every process this script started
@@ -52,6 +53,8 @@ SEED_OUTPUTS = os.environ.get("RUN_SEED_OUTPUTS", "300")
 # New loops per second started by A2I Local's simulated workforce.
 START_RATE = os.environ.get("RUN_START_RATE", "0.5")
 STOP_TIMEOUT = float(os.environ.get("RUN_STOP_TIMEOUT", "10"))
+# 1: the web server is runserver with autoreload instead of gunicorn.
+RELOAD = os.environ.get("RUN_RELOAD", "0") == "1"
 READY_TIMEOUT = 60.0
 
 _print_lock = threading.Lock()
@@ -247,7 +250,7 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
     if code != 0:
         say("run", f"initial ingest_answers failed (exit {code}); the worker retries on its schedule")
 
-    web = Child("web", manage + ["runserver", f"{HOST}:{WEB_PORT}"], env)
+    web = Child("web", web_argv(), env)
     wait_for_port(web, WEB_PORT)
 
     user, password = login.groups() if login else ("?", "?")
@@ -264,6 +267,15 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
     for line in banner:
         say("run", line)
     return [s3, a2i, worker, beat, web]
+
+
+def web_argv() -> list[str]:
+    """gunicorn as in production (threads, whitenoise; dashboard/gunicorn.conf.py), or
+    runserver with autoreload when RUN_RELOAD=1 (for people changing the code)."""
+    if RELOAD:
+        return [PYTHON, "manage.py", "runserver", f"{HOST}:{WEB_PORT}"]
+    return [str(BIN / "gunicorn"), "--config", str(ROOT / "dashboard" / "gunicorn.conf.py"),
+            "--bind", f"{HOST}:{WEB_PORT}", "dashboard.wsgi"]
 
 
 def stop_all() -> None:

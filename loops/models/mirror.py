@@ -95,9 +95,14 @@ class FlowDefinition(models.Model):
 
 
 class HumanLoop(models.Model):
-    flow_definition = models.ForeignKey(FlowDefinition, on_delete=models.PROTECT, related_name="loops")
+    # Every index costs each of the sync's inserts: no index of its own on
+    # flow_definition_id, the partial (flow_definition, ...) indexes below serve the
+    # queries by flow definition.
+    flow_definition = models.ForeignKey(FlowDefinition, on_delete=models.PROTECT, related_name="loops", db_index=False)
     name = models.CharField(max_length=63)
-    arn = models.CharField("ARN", max_length=1024, unique=True)
+    # Unique through Meta.constraints rather than unique=True, which on PostgreSQL also
+    # builds a second (varchar_pattern_ops) index for LIKE queries that nothing makes.
+    arn = models.CharField("ARN", max_length=1024)
     status = models.CharField(max_length=16, choices=HumanLoopStatus.choices)
     creation_time = models.DateTimeField()
     failure_code = models.CharField(max_length=32, blank=True)
@@ -136,6 +141,10 @@ class HumanLoop(models.Model):
         permissions = [
             ("stop_humanloop", "Can stop human loops in A2I"),
             ("delete_humanloop", "Can delete human loops in A2I"),
+        ]
+        constraints = [
+            # One row per loop; the sync looks its page's ARNs up in this index.
+            models.UniqueConstraint(fields=["arn"], name="loop_arn_unique"),
         ]
         indexes = [
             # Loop list, no filter: ORDER BY creation_time DESC, id DESC (deep pages), the
@@ -197,7 +206,13 @@ class HumanLoopStatusChange(models.Model):
     """One row per observed status transition (from_status is empty on first sight)."""
 
     # No index of its own: change_loop_observed (loop, observed_at) serves loop_id lookups.
-    loop = models.ForeignKey(HumanLoop, on_delete=models.CASCADE, related_name="status_changes", db_index=False)
+    # No foreign-key constraint in the database either: PostgreSQL checks one with a
+    # trigger per inserted row, a large share of a first sync's CPU, and a history row is
+    # only written by the transaction that writes its loop (the sync's page statement,
+    # services.loop_state). Django still deletes them with their loop (CASCADE).
+    loop = models.ForeignKey(
+        HumanLoop, on_delete=models.CASCADE, related_name="status_changes", db_index=False, db_constraint=False
+    )
     from_status = models.CharField(max_length=16, choices=HumanLoopStatus.choices, blank=True)
     to_status = models.CharField(max_length=16, choices=HumanLoopStatus.choices)
     observed_at = models.DateTimeField()

@@ -5,28 +5,33 @@ Steps of `sync_flow_definition`, in order:
 1. claim the flow definition (a conditional UPDATE; a second sync is skipped);
 2. list loops Ascending, from the beginning (full) or from the incremental start
    (the oldest non-terminal loop or the newest loop seen, whichever is older,
-   minus A2I_INCREMENTAL_MARGIN), while the next page is prefetched;
+   minus A2I_INCREMENTAL_MARGIN), as up to A2I_SYNC_SLICES concurrent
+   creation-time slices (services.sync_listing);
 3. write each page in its own transaction (services.sync_writer, on up to
    A2I_SYNC_WRITERS connections): new loops inserted and stored rows read in one
    statement, UPDATE of changed ones only, one status history row per transition;
 4. mark deleted upstream the stored loops of the listed range that were not
-   listed (full: everything created before the sync began);
+   listed (full: everything created before the sync began), only in the ranges
+   whose slices were listed to their end;
 5. describe the loops this run saw fail, and (full sync) a bounded slice of older
    Failed loops without a FailureCode (ListHumanLoops does not return it);
 6. release the claim, whatever happened.
 
 A failure (ClientError once botocore's retries ran out, A2IUnavailable) keeps
-every page already committed, marks the SyncRun failed with the message, sets
-FlowDefinition.last_sync_error, and releases the claim: the next run converges.
+every page already committed, marks deletions in the slices that completed,
+marks the SyncRun failed with the message, sets FlowDefinition.last_sync_error,
+and releases the claim: the next run converges.
+
+With A2I_SYNC_DISTRIBUTE on, a full sync's slices are listed and written by
+Celery tasks on many workers instead (`plan_distributed_sync`,
+`sync_slice`, `finish_distributed_sync`; loops.tasks chains them).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timedelta
@@ -39,13 +44,15 @@ from django.utils import timezone
 from loops import a2i
 from loops.models import ACTIVE_STATUSES, FlowDefinition, HumanLoop, HumanLoopStatus, SyncRun
 from loops.services.stats import refresh_flow_definition_stats
+from loops.services.sync_listing import SlicedListing
 from loops.services.sync_writer import write_pages
 
 log = logging.getLogger(__name__)
 
 # Concurrent DescribeHumanLoop calls when filling in failure codes.
 DESCRIBE_THREADS = 8
-# Pages fetched ahead while the current one is written: listing and writing overlap.
+# Pages listed ahead of the writers with a single paginator (A2I_SYNC_SLICES=1):
+# listing and writing overlap.
 PREFETCH_PAGES = 2
 # Deletion marks are written in batches of this many ids.
 DELETE_BATCH = 2000
@@ -64,6 +71,37 @@ def sync_flow_definition(flow_definition_id: int, *, full: bool, page_hook: Page
     committed page (tests inject failures with it).
     """
     fd = FlowDefinition.objects.get(pk=flow_definition_id)
+    run, claimed_until = start_run(fd, full=full)
+    if claimed_until is None:
+        return run
+    return run_claimed(fd, run, claimed_until, page_hook)
+
+
+def run_claimed(fd: FlowDefinition, run: SyncRun, claimed_until: list[datetime], page_hook: PageHook | None = None) -> SyncRun:
+    """Steps 2-6 of a sync whose claim and SyncRun `start_run` made; same outcomes as
+    sync_flow_definition."""
+    try:
+        run.listed_from = None if run.kind == SyncRun.Kind.FULL else _incremental_start(fd)
+        _run(fd, run, page_hook, claimed_until)
+    except (a2i.ClientError, a2i.A2IUnavailable) as exc:
+        finish_failed(fd, run, a2i.error_message(exc))
+        if isinstance(exc, a2i.A2IUnavailable):
+            raise
+        return run
+    except BaseException as exc:
+        finish_failed(fd, run, f"{exc.__class__.__name__}: {exc}")
+        raise
+    finally:
+        FlowDefinition.objects.filter(pk=fd.pk, sync_claimed_until=claimed_until[0]).update(sync_claimed_until=None)
+    finish_succeeded(fd, run)
+    return run
+
+
+def start_run(fd: FlowDefinition, *, full: bool) -> tuple[SyncRun, list[datetime] | None]:
+    """Claim `fd` and record a running SyncRun; `(run, claim)`, or `(skipped run, None)`.
+
+    Side effects: a SyncRun still "running" from a killed worker is closed as failed.
+    """
     kind = SyncRun.Kind.FULL if full else SyncRun.Kind.INCREMENTAL
     started = timezone.now()
     claimed_until = _claim(fd, started)
@@ -71,35 +109,25 @@ def sync_flow_definition(flow_definition_id: int, *, full: bool, page_hook: Page
         return SyncRun.objects.create(
             flow_definition=fd, region=fd.region, kind=kind, started_at=started, finished_at=started,
             outcome=SyncRun.Outcome.SKIPPED, error="another sync of this flow definition is running",
-        )
+        ), None
     # We own the flow definition: a run still "running" was interrupted (worker killed).
     SyncRun.objects.filter(flow_definition=fd, outcome=SyncRun.Outcome.RUNNING).update(
         outcome=SyncRun.Outcome.FAILED, finished_at=started, error="interrupted: the sync process stopped before finishing"
     )
-    run = SyncRun.objects.create(flow_definition=fd, region=fd.region, kind=kind, started_at=started)
-    try:
-        run.listed_from = None if full else _incremental_start(fd)
-        _run(fd, run, page_hook, claimed_until)
-    except (a2i.ClientError, a2i.A2IUnavailable) as exc:
-        _finish_failed(fd, run, a2i.error_message(exc))
-        if isinstance(exc, a2i.A2IUnavailable):
-            raise
-        return run
-    except BaseException as exc:
-        _finish_failed(fd, run, f"{exc.__class__.__name__}: {exc}")
-        raise
-    finally:
-        FlowDefinition.objects.filter(pk=fd.pk, sync_claimed_until=claimed_until[0]).update(sync_claimed_until=None)
+    return SyncRun.objects.create(flow_definition=fd, region=fd.region, kind=kind, started_at=started), claimed_until
+
+
+def finish_succeeded(fd: FlowDefinition, run: SyncRun) -> None:
+    """Record a successful run (its counters too) on the run and the flow definition; refresh stats if due."""
     now = timezone.now()
     run.outcome, run.finished_at = SyncRun.Outcome.SUCCEEDED, now
     run.save(update_fields=["outcome", "finished_at", "listed_from", "pages", "loops_seen", "created", "updated", "marked_deleted"])
     fd_fields = {"last_sync_succeeded_at": now, "last_sync_error": ""}
-    if full:
+    if run.kind == SyncRun.Kind.FULL:
         fd_fields["last_full_sync_succeeded_at"] = now
     FlowDefinition.objects.filter(pk=fd.pk).update(**fd_fields)
     if _stats_due(fd, run, now):
         refresh_flow_definition_stats(fd)
-    return run
 
 
 def _stats_due(fd: FlowDefinition, run: SyncRun, now: datetime) -> bool:
@@ -164,16 +192,36 @@ def _run(fd: FlowDefinition, run: SyncRun, page_hook: PageHook | None, claimed_u
     seen: set[int] = set()  # row ids of every listed loop: ~8 MB per million
     limit = settings.A2I_SYNC_DESCRIBE_LIMIT
     newly_failed: list[int] = []  # at most `limit` ids: memory stays bounded
-    listing = _prefetch(a2i.iter_loop_pages(fd.region, fd.arn, created_after=run.listed_from), PREFETCH_PAGES)
-    # closing(): on an error, stop the prefetch thread and close the writer connections
-    # now, not whenever the traceback is garbage-collected.
-    with closing(listing), closing(write_pages(fd, listing)) as written:
-        _merge_pages(fd, run, written, seen, newly_failed, limit, page_hook, claimed_until)
-    run.marked_deleted = _mark_unlisted_deleted(fd, run, seen)
+    listing = new_listing(fd, start=run.listed_from, end=None, until=run.started_at)
+    try:
+        # closing(): on an error, stop the lister threads and close the writer connections
+        # now, not whenever the traceback is garbage-collected.
+        with closing(listing), closing(write_pages(fd, listing)) as written:
+            _merge_pages(fd, run, written, seen, newly_failed, limit, page_hook, claimed_until)
+    except (a2i.ClientError, a2i.A2IUnavailable):
+        # The listing failed after botocore's retries. Every page it listed was written
+        # and merged first (write_pages drains them), so the slices that had been
+        # listed to their end are complete: their deletions can be marked.
+        if listing.error is not None:
+            run.marked_deleted = mark_unlisted_deleted(fd, run, seen, listing.completed_ranges())
+        raise
+    run.marked_deleted = mark_unlisted_deleted(fd, run, seen, listing.completed_ranges())
     # Incremental: only the loops this run saw fail (the rows it changed anyway).
     # Full: also a bounded slice of the backlog of older Failed loops without a code.
     backlog = limit - len(newly_failed) if run.kind == SyncRun.Kind.FULL else 0
-    _describe_failures(fd, newly_failed, backlog)
+    describe_failures(fd, newly_failed, backlog)
+
+
+def new_listing(fd: FlowDefinition, *, start: datetime | None, end: datetime | None, until: datetime,
+                split_start: bool = False) -> SlicedListing:
+    """The listing of `fd`'s loops created in [start, end), as up to A2I_SYNC_SLICES slices."""
+    slices = max(1, settings.A2I_SYNC_SLICES)
+    return SlicedListing(
+        fd.region, fd.arn, start=start, end=end, until=until, split_start=split_start, slices=slices,
+        # One page waiting per lister (two for a single paginator): listing stays ahead of
+        # the writers without holding more than a few pages in memory.
+        queue_pages=max(PREFETCH_PAGES, slices),
+    )
 
 
 def _merge_pages(fd, run, written, seen, newly_failed, limit, page_hook, claimed_until) -> None:
@@ -182,7 +230,7 @@ def _merge_pages(fd, run, written, seen, newly_failed, limit, page_hook, claimed
     for page in written:
         seen.update(page.ids)
         newly_failed.extend(page.failed_ids[: max(0, limit - len(newly_failed))])
-        run.pages += 1
+        run.pages += page.pages
         run.loops_seen += page.listed
         run.created += page.created
         run.updated += page.updated
@@ -197,51 +245,6 @@ def _merge_pages(fd, run, written, seen, newly_failed, limit, page_hook, claimed
             page_hook(run)
 
 
-def _prefetch(pages: Iterator[list[dict]], depth: int) -> Iterator[list[dict]]:
-    """Iterate `pages` in a background thread, `depth` pages ahead of the consumer.
-
-    The HTTP call and parsing of page n+1 overlap the database writes of page n
-    (both release the GIL while waiting). An exception in the listing is re-raised
-    here, after the pages before it.
-    """
-    box: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def offer(item) -> bool:
-        # Never block forever: the consumer may have stopped (an error while writing).
-        while not stop.is_set():
-            try:
-                box.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for page in pages:
-                if not offer(("page", page)):
-                    return
-            offer(("done", None))
-        except BaseException as exc:  # handed to the consumer thread
-            offer(("error", exc))
-
-    thread = threading.Thread(target=produce, name="a2i-list-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, item = box.get()
-            if kind == "page":
-                yield item
-            elif kind == "error":
-                raise item
-            else:
-                return
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
 def _save_counters(run: SyncRun, **extra) -> None:
     SyncRun.objects.filter(pk=run.pk).update(
         pages=run.pages, loops_seen=run.loops_seen, created=run.created, updated=run.updated,
@@ -249,38 +252,50 @@ def _save_counters(run: SyncRun, **extra) -> None:
     )
 
 
-def _mark_unlisted_deleted(fd: FlowDefinition, run: SyncRun, seen: set[int]) -> int:
-    """Mark deleted upstream the stored loops of the listed range that the listing did not return.
+Range = tuple[datetime | None, datetime | None]
 
-    Range: created before this sync began, and (incremental) strictly after the
-    listing's start, since A2I does not document whether CreationTimeAfter is
-    inclusive. Any loop of a range listed to its end that is missing was deleted,
-    terminal or not. Ids are streamed; only `seen` is held in memory.
+
+def mark_unlisted_deleted(fd: FlowDefinition, run: SyncRun, seen: set[int], ranges: list[Range]) -> int:
+    """Mark deleted upstream the stored loops of the listed ranges that the listing did not return.
+
+    `ranges`: the [lo, hi) creation-time ranges listed to their end (a failed slice's
+    range is not among them). Within them, only loops created before this sync began,
+    and (incremental) strictly after the listing's start, since A2I does not document
+    whether CreationTimeAfter is inclusive. Any loop of a range listed to its end that
+    is missing was deleted, terminal or not. Ids are streamed; only `seen` is held in
+    memory. Each UPDATE checks the range again: a loop whose name was reused may have
+    moved into another range (by a concurrent slice task) since its id was read.
     """
-    candidates = HumanLoop.objects.filter(flow_definition=fd, deleted_upstream=False, creation_time__lt=run.started_at)
-    if run.listed_from is not None:
-        candidates = candidates.filter(creation_time__gt=run.listed_from)
     now = timezone.now()
-    marked, batch = 0, []
-    for loop_id in candidates.values_list("id", flat=True).iterator(chunk_size=10_000):
-        if loop_id not in seen:
-            batch.append(loop_id)
-            if len(batch) >= DELETE_BATCH:
-                marked += _mark_ids_deleted(batch, now)
-                batch = []
-    if batch:
-        marked += _mark_ids_deleted(batch, now)
-    SyncRun.objects.filter(pk=run.pk).update(marked_deleted=marked)
+    marked = 0
+    for lo, hi in ranges:
+        in_range = Q(creation_time__lt=run.started_at)
+        if run.listed_from is not None:
+            in_range &= Q(creation_time__gt=run.listed_from)
+        if lo is not None:
+            in_range &= Q(creation_time__gte=lo)
+        if hi is not None:
+            in_range &= Q(creation_time__lt=hi)
+        candidates = HumanLoop.objects.filter(in_range, flow_definition=fd, deleted_upstream=False)
+        batch = []
+        for loop_id in candidates.values_list("id", flat=True).iterator(chunk_size=10_000):
+            if loop_id not in seen:
+                batch.append(loop_id)
+                if len(batch) >= DELETE_BATCH:
+                    marked += _mark_ids_deleted(batch, in_range, now)
+                    batch = []
+        if batch:
+            marked += _mark_ids_deleted(batch, in_range, now)
     return marked
 
 
-def _mark_ids_deleted(ids: list[int], now: datetime) -> int:
-    return HumanLoop.objects.filter(id__in=ids, deleted_upstream=False).update(
+def _mark_ids_deleted(ids: list[int], in_range: Q, now: datetime) -> int:
+    return HumanLoop.objects.filter(in_range, id__in=ids, deleted_upstream=False).update(
         deleted_upstream=True, deleted_upstream_at=now, last_seen_at=now
     )
 
 
-def _describe_failures(fd: FlowDefinition, loop_ids: list[int], backlog: int) -> None:
+def describe_failures(fd: FlowDefinition, loop_ids: list[int], backlog: int) -> None:
     """Describe Failed loops to store their FailureCode and output URI (ListHumanLoops omits both).
 
     `loop_ids`: loops this sync saw become Failed. `backlog`: how many other Failed
@@ -322,7 +337,8 @@ def _describe_failures(fd: FlowDefinition, loop_ids: list[int], backlog: int) ->
             HumanLoop.objects.filter(pk=loop.pk).update(failure_code=code, output_s3_uri=uri)
 
 
-def _finish_failed(fd: FlowDefinition, run: SyncRun, message: str) -> None:
+def finish_failed(fd: FlowDefinition, run: SyncRun, message: str) -> None:
+    """Record a failed run (its counters so far) and the error on the flow definition."""
     log.warning("sync of %s failed: %s", fd.arn, message)
     run.outcome, run.error, run.finished_at = SyncRun.Outcome.FAILED, message, timezone.now()
     _save_counters(run, outcome=run.outcome, error=message, finished_at=run.finished_at, listed_from=run.listed_from)

@@ -20,6 +20,10 @@ from loops.models import HumanLoop, HumanLoopStatusChange
 
 LOOPS = HumanLoop._meta.db_table
 CHANGES = HumanLoopStatusChange._meta.db_table
+# The page statements are prepared once per connection (psycopg `prepare=True`), so
+# PostgreSQL does not parse them again for every page. bench/sync.py turns this off to
+# measure the write path as it was before.
+PREPARE = True
 
 
 @dataclass(slots=True)
@@ -184,6 +188,7 @@ def insert_new_and_fetch_stored(
                 "reasons": [r.failure_reason for r in rows],
                 "uris": [r.output_s3_uri for r in rows],
             },
+            prepare=PREPARE,
         )
         inserted, stored = [], {}
         for is_new, arn, *rest in cursor.fetchall():
@@ -229,6 +234,7 @@ def update_loops(flow_definition_id: int, changes: list[LoopChange], now: dateti
                     "uris": [c.row.output_s3_uri for c in changes],
                     "moved": [c.from_status is not None for c in changes],
                 },
+                prepare=PREPARE,
             )
     else:
         fields = ["flow_definition", "status", "creation_time", "failure_reason", "output_s3_uri", "last_seen_at",

@@ -27,11 +27,13 @@ from django.utils import timezone
 from loops import a2i
 from loops.models import FlowDefinition, HumanLoopStatus
 from loops.services import sync_sql
+from loops.services.sync_listing import Listed
 from loops.services.sync_sql import LoopChange, LoopRow
 
 
 @dataclass(slots=True)
 class PageResult:
+    pages: int = 0  # ListHumanLoops pages written together
     listed: int = 0
     created: int = 0
     updated: int = 0
@@ -39,18 +41,21 @@ class PageResult:
     failed_ids: list[int] = field(default_factory=list)  # loops that just became Failed
 
 
-def write_pages(fd: FlowDefinition, pages: Iterable[list[dict]]) -> Iterator[PageResult]:
-    """Write each page of HumanLoopSummaries in its own transaction; yield results in listing order.
+def write_pages(fd: FlowDefinition, pages: Iterable[Listed]) -> Iterator[PageResult]:
+    """Write each batch of listed loops in its own transaction; yield their results.
 
-    A page's result is yielded once its transaction has committed. An exception
-    (listing or database) propagates after the pages already in flight have
-    finished; every committed page stays committed.
+    A page's result is yielded once its transaction has committed; pages of different
+    listing slices come in whatever order the listing hands them over. An exception of
+    the listing propagates after the results of every page already taken from it (the
+    caller merges them, so a failed sync still knows every loop it wrote); a database
+    error propagates after the pages in flight have finished. Every committed page
+    stays committed.
     """
     writers = settings.A2I_SYNC_WRITERS
     if writers <= 1 or connection.in_atomic_block:
         with sync_sql.page_write_session():
-            for summaries in pages:
-                result = write_page(fd, summaries)
+            for batch in pages:
+                result = write_page(fd, batch.summaries, pages=batch.pages)
                 # DEBUG keeps every SQL statement in memory; a million-loop sync must not.
                 reset_queries()
                 yield result
@@ -60,7 +65,7 @@ def write_pages(fd: FlowDefinition, pages: Iterable[list[dict]]) -> Iterator[Pag
     opened = []
     opened_lock = threading.Lock()
 
-    def on_writer_thread(summaries: list[dict]) -> PageResult:
+    def on_writer_thread(batch: Listed) -> PageResult:
         if not getattr(local, "ready", False):
             conn = connections[DEFAULT_DB_ALIAS]
             conn.inc_thread_sharing()  # so the calling thread may close it at the end
@@ -69,15 +74,24 @@ def write_pages(fd: FlowDefinition, pages: Iterable[list[dict]]) -> Iterator[Pag
             sync_sql.configure_page_session()
             local.ready = True
         try:
-            return write_page(fd, summaries)
+            return write_page(fd, batch.summaries, pages=batch.pages)
         finally:
             reset_queries()
 
     pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="sync-writer")
     pending: deque = deque()
+    listing = iter(pages)
     try:
-        for summaries in pages:
-            pending.append(pool.submit(on_writer_thread, summaries))
+        while True:
+            try:
+                batch = next(listing)
+            except StopIteration:
+                break
+            except Exception:
+                while pending:
+                    yield pending.popleft().result()
+                raise
+            pending.append(pool.submit(on_writer_thread, batch))
             if len(pending) >= writers:
                 yield pending.popleft().result()
         while pending:
@@ -88,8 +102,8 @@ def write_pages(fd: FlowDefinition, pages: Iterable[list[dict]]) -> Iterator[Pag
             conn.close()
 
 
-def write_page(fd: FlowDefinition, summaries: list[dict]) -> PageResult:
-    """Upsert one page of HumanLoopSummaries in one transaction; writes only what changed."""
+def write_page(fd: FlowDefinition, summaries: list[dict], *, pages: int = 1) -> PageResult:
+    """Upsert HumanLoopSummaries (`pages` ListHumanLoops pages) in one transaction; writes only what changed."""
     now = timezone.now()
     arn_prefix = a2i.human_loop_arn(fd.arn, "")
     listed = {}
@@ -101,7 +115,7 @@ def write_page(fd: FlowDefinition, summaries: list[dict]) -> PageResult:
             name, arn, summary["HumanLoopStatus"], created, summary.get("FailureReason") or "",
             output_uri(fd, name, created),
         )
-    result = PageResult(listed=len(listed))
+    result = PageResult(pages=pages, listed=len(listed))
     with transaction.atomic():
         inserted, stored = sync_sql.insert_new_and_fetch_stored(fd.pk, list(listed.values()), now)
         for loop_id, status in inserted:

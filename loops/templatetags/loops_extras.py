@@ -11,6 +11,7 @@ import json
 from django import template
 
 from loops import formatting
+from loops.charts import bars_svg
 from loops.services.actions import offered_actions as offered_actions_for
 
 register = template.Library()
@@ -19,6 +20,7 @@ register.filter("human_duration", formatting.human_duration)
 register.filter("reltime", formatting.reltime)
 register.filter("utc", formatting.utc)
 register.filter("percent", formatting.percent)
+register.filter("bars_svg", bars_svg)
 
 
 @register.simple_tag

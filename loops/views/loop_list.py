@@ -18,6 +18,9 @@ from loops.views.access import token_or_viewer
 PER_PAGE = 50
 SORTABLE_COLUMNS = frozenset(name for name, column in LoopTable.base_columns.items() if column.orderable is not False)
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+# What LoopRowRenderer reads (the ARN and output URI, long strings, are left in the database).
+LIST_COLUMNS = ("id", "name", "flow_definition_id", "status", "creation_time", "status_changed_at", "failure_code",
+                "failure_reason", "deleted_upstream")
 # Pages are OFFSET-based; beyond this the offset itself gets slow, and nobody reads page 20,001.
 MAX_PAGE = 20_000
 
@@ -33,9 +36,11 @@ def loop_list(request):
     if export is not None and export not in EXPORT_TYPES:
         return _bad_export(f"_export must be csv or json, not {export!r}.")
 
-    filterset = LoopFilter(request.GET, request=request)
-    # Names and ARNs for the table's column; not the (big) stats and description JSON.
-    flow_definitions = {fd.pk: fd for fd in FlowDefinition.objects.only("pk", "arn", "name", "region")}
+    # Names and ARNs for the filter's choices and the table's column (one query for both);
+    # not the (big) stats and description JSON.
+    fds = list(FlowDefinition.objects.order_by("name", "region").only("pk", "arn", "name", "region"))
+    filterset = LoopFilter(request.GET, request=request, flow_definitions=fds)
+    flow_definitions = {fd.pk: fd for fd in fds}
     if not filterset.is_valid():
         if export:
             return _bad_export(_errors_text(filterset.form.errors))
@@ -53,7 +58,8 @@ def loop_list(request):
     can_stop = request.user.has_perm("loops.stop_humanloop")
     can_delete = request.user.has_perm("loops.delete_humanloop")
     table = LoopTable(
-        filterset.qs,
+        # The page shows these columns only; an export (below) writes every one.
+        filterset.qs if export else filterset.qs.only(*LIST_COLUMNS),
         flow_definitions=flow_definitions,
         order_by=sort or None,
         exclude=() if (can_stop or can_delete) else ("select",),

@@ -177,6 +177,22 @@ def test_count_is_estimated_above_the_cap(viewer_client, world, monkeypatch):
         assert response.context["count"].label == "more than 2 loops"
 
 
+def test_count_far_above_the_cap_comes_from_the_statistics_without_counting(viewer_client, world, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # 5 "invoices" loops in the statistics, more than twice a cap of 2: no COUNT at all.
+    monkeypatch.setattr("loops.services.loop_list.COUNT_CAP", 2)
+    with CaptureQueriesContext(connection) as queries:
+        response = get(viewer_client, flow_definition="invoices")
+    assert (response.context["count"].value, response.context["count"].source) == (5, "statistics")
+    assert not [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    # Near the cap, the statistics could be stale enough to matter: counted exactly.
+    monkeypatch.setattr("loops.services.loop_list.COUNT_CAP", 3)
+    response = get(viewer_client, flow_definition="invoices", status="Completed")
+    assert response.context["count"].source == "count"
+
+
 def test_bulk_bar_only_for_users_with_permission(client, world, viewer, operator, settings):
     client.force_login(viewer)
     content = get(client).content.decode()

@@ -151,3 +151,21 @@ def test_only_active_flow_definitions_can_be_stale(world):
     overview = build_overview(now=world.now)
     assert summary_of(overview, world.fd_rec).sync_stale is False
     assert not any("No successful sync" in banner.message for banner in overview.banners)
+
+
+def test_chart_bars_svg_draws_one_group_per_bar_with_escaped_text():
+    from loops.charts import bars_svg
+
+    chart = {
+        "plot_top": 10, "plot_h": 188, "height": 220,
+        "bars": [
+            {"x": 44.5, "w": 18.0, "key": "<b>x</b>", "label": "1 & 2", "show_label": True, "label_x": 53.5, "total": 1,
+             "segments": [{"status": "InProgress", "n": 1, "y": 10.0, "h": 188.0}]},
+            {"x": 68.5, "w": 18.0, "key": "k2", "label": "l2", "show_label": False, "label_x": 77.5, "total": 0, "segments": []},
+        ],
+    }
+    svg = str(bars_svg(chart))
+    assert svg.count("<g>") == 2 and svg.count("</g>") == 2
+    assert "<title>&lt;b&gt;x&lt;/b&gt;: 1 loop, 1 InProgress</title>" in svg and "<title>k2: 0 loops</title>" in svg
+    assert '<rect class="seg status-inprogress" x="44.5" y="10.0" width="18.0" height="188.0"/>' in svg
+    assert ">1 &amp; 2</text>" in svg and ">l2<" not in svg

@@ -217,6 +217,10 @@ def test_make_run_serves_the_dashboard_and_ctrl_c_stops_everything(make_run, bro
     assert overview.status_code == 200 and "/accounts/login/" not in overview.url
     reviewers = session.get(url + "reviewers/", timeout=30)
     assert reviewers.status_code == 200 and 'href="/reviewers/' in reviewers.text
+    # Served by gunicorn, as in production, with the static files from the app (whitenoise).
+    assert overview.headers.get("Server", "").startswith("gunicorn"), overview.headers
+    stylesheet = session.get(f"{url}static/css/app.css", timeout=30)
+    assert stylesheet.status_code == 200 and "text/css" in stylesheet.headers["Content-Type"]
 
     # Worker and beat really talk through the broker: beat's heartbeat task (every 15 s)
     # runs on the worker and writes its row.
@@ -256,3 +260,23 @@ def test_make_run_refuses_a_busy_port_before_starting_anything(tmp_path):
     assert result.returncode == 1
     assert f"could not start: port(s) {port} already in use" in result.stdout
     assert "started" not in result.stdout  # no migrate, no seed, no service
+
+
+def load_run_script(monkeypatch, **env):
+    import importlib.util
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    spec = importlib.util.spec_from_file_location("make_run_script", ROOT / "scripts" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_run_serves_with_gunicorn_unless_run_reload_asks_for_runserver(monkeypatch):
+    gunicorn = load_run_script(monkeypatch, RUN_RELOAD="0", RUN_WEB_PORT="8123").web_argv()
+    assert Path(gunicorn[0]).name == "gunicorn" and gunicorn[-1] == "dashboard.wsgi"
+    assert "127.0.0.1:8123" in gunicorn and str(ROOT / "dashboard" / "gunicorn.conf.py") in gunicorn
+
+    runserver = load_run_script(monkeypatch, RUN_RELOAD="1", RUN_WEB_PORT="8123").web_argv()
+    assert runserver[1:] == ["manage.py", "runserver", "127.0.0.1:8123"]  # autoreload is runserver's default

@@ -152,7 +152,7 @@ def test_incremental_sync_lists_only_from_the_oldest_active_loop(aws, flow_defin
         store.fail_loop(name, "InternalError", "boom")
     store.start_human_loop("newest", fd.arn, "{}")
 
-    counter = CallCounter(a2i_api.runtime_client(aws.region))
+    counter = CallCounter(a2i_api.listing_client(aws.region))
     run = sync_flow_definition(fd.pk, full=False)
 
     assert run.outcome == "succeeded", run.error
@@ -199,7 +199,8 @@ def test_a_full_sync_on_parallel_writer_connections_equals_a2i(aws, settings):
 
     run = sync_flow_definition(fd.pk, full=True)
 
-    assert (run.outcome, run.pages, run.loops_seen, run.created) == ("succeeded", 13, 1234, 1234)
+    assert (run.outcome, run.loops_seen, run.created) == ("succeeded", 1234, 1234)
+    assert run.pages >= 13  # 13 with one paginator; a slice's last page is not full
     assert_db_equals_listing(aws, fd, deleted_marked=True)
     assert HumanLoopStatusChange.objects.filter(loop__flow_definition=fd, from_status="").count() == 1234
     # A second run over unchanged loops writes nothing and marks nothing deleted.
