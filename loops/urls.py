@@ -1,8 +1,9 @@
-"""Every URL of the dashboard: the pages (namespace "loops") and the stop/delete actions ("actions")."""
+"""Every URL of the dashboard: the pages (namespace "loops"), the stop/delete actions ("actions")
+and the endpoint A2I's EventBridge events are POSTed to ("events")."""
 
 from django.urls import include, path
 
-from loops.views import actions, flow_definitions, loop, loop_list, overview, sync
+from loops.views import actions, events, flow_definitions, loop, loop_list, overview, sync
 
 action_patterns = [
     path("confirm/", actions.confirm, name="confirm"),
@@ -21,7 +22,12 @@ page_patterns = [
     path("sync/", sync.sync_runs, name="sync"),
 ]
 
+event_patterns = [
+    path("eventbridge/", events.eventbridge, name="eventbridge"),
+]
+
 urlpatterns = [
     path("actions/", include((action_patterns, "actions"))),
+    path("events/", include((event_patterns, "events"))),
     path("", include((page_patterns, "loops"))),
 ]

@@ -3,9 +3,11 @@
     mirror   FlowDefinition, HumanLoop, HumanLoopStatusChange and the A2I status enums
     sync     SyncRun, WorkerHeartbeat
     actions  LoopActionBatch, LoopAction (the audit log)
+    events   ReceivedEvent (A2I's EventBridge events as received)
 """
 
 from loops.models.actions import LoopAction, LoopActionBatch
+from loops.models.events import ReceivedEvent
 from loops.models.mirror import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -29,6 +31,7 @@ __all__ = [
     "HumanLoopStatusChange",
     "LoopAction",
     "LoopActionBatch",
+    "ReceivedEvent",
     "SyncRun",
     "WorkerHeartbeat",
 ]

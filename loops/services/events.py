@@ -1,0 +1,508 @@
+"""A2I's EventBridge status-change events: parse them, then apply them to the local copy.
+
+Events arrive two ways, and both use these functions, so they accept and refuse the
+same input and write the same rows: the HTTPS endpoint (views.events; one event per
+request, or a JSON array) and the SQS consumer (`manage.py consume_events`; one event
+per message, or an SNS notification holding one).
+
+- `parse_body`, `parse_message`, `parse_event` turn input into StatusChangeEvent values
+  or raise InvalidEvent with a message naming the field. They write nothing.
+- `apply_events` applies a batch in one transaction and returns an ApplyReport (the
+  result of each event, the flow definitions whose stats should be refreshed, those
+  to discover). Queuing that follow-up work is the caller's job (loops.tasks).
+
+How an event is applied (docs/events.md, "Ordering and duplicates"):
+
+1. an `id` received before is a duplicate: nothing changes;
+2. a loop the copy does not have yet is created from the event, with a first-sight
+   history row; an unknown flow definition is recorded from its ARN;
+3. an event of an earlier loop of the same name (older `creationTime`) is stale; one
+   of a later loop (the name reused after a delete) replaces the row, as a sync does;
+4. an InProgress or Stopping loop moves to the event's status, with a history row at
+   the event's `time` (A2I's clock);
+5. a loop already in the event's status keeps it: the event only makes the record
+   exact (the history row the sync wrote at the time it noticed gets A2I's time, and
+   an empty failure code, reason or output URI is filled in);
+6. a loop in another terminal status moves only if the event is newer than the stored
+   change, else the event is stale: a late event never moves a loop backwards.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import ciso8601
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from loops.models import (
+    ACTIVE_STATUSES,
+    FlowDefinition,
+    FlowDefinitionStatus,
+    HumanLoop,
+    HumanLoopStatusChange,
+    ReceivedEvent,
+)
+
+DETAIL_TYPE = "SageMaker A2I HumanLoop Status Change"
+SOURCE = "aws.sagemaker"
+# EventBridge's own limit on an event; the endpoint refuses larger bodies (413).
+MAX_EVENT_BYTES = 256 * 1024
+# A2I emits events for these statuses only (docs/a2i-local.md, behaviour notes §4).
+EVENT_STATUSES = ("Completed", "Failed", "Stopped")
+
+Result = ReceivedEvent.Result
+Source = HumanLoopStatusChange.Source
+
+# arn:<partition>:sagemaker:<region>:<account>:human-loop/<name> (and flow-definition/<name>).
+_ARN = re.compile(r"^(arn:aws[a-z-]*:sagemaker:([a-z0-9-]{1,32}):(\d{12})):(human-loop|flow-definition)/([^/]{1,63})$")
+
+
+class InvalidEvent(ValueError):
+    """The input is not an A2I status-change event; the message says which field and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChangeEvent:
+    """One "SageMaker A2I HumanLoop Status Change" event, validated."""
+
+    id: str
+    time: datetime  # A2I's clock, seconds precision
+    loop_arn: str
+    loop_name: str
+    flow_definition_arn: str
+    status: str
+    creation_time: datetime
+    failure_code: str
+    failure_reason: str
+    output_s3_uri: str
+
+
+@dataclass
+class ApplyReport:
+    """What apply_events did: one result per event, in the order given."""
+
+    results: list[str]
+    # Flow definitions with a loop changed by these events: their overview stats are due.
+    flow_definition_ids: set[int] = field(default_factory=set)
+    # Flow definitions first heard of from an event (or marked deleted upstream): to discover.
+    to_discover: set[int] = field(default_factory=set)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(self.results))
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def parse_body(body: bytes) -> list[StatusChangeEvent]:
+    """An HTTP body: one event (as an EventBridge API destination sends it) or a JSON array of events.
+
+    Raises InvalidEvent for malformed JSON, an empty array, or any invalid event (the
+    message names its position in the array).
+    """
+    data = _load_json(body)
+    if isinstance(data, list):
+        if not data:
+            raise InvalidEvent("the array holds no event")
+        return [parse_event(item, where=f"[{i}]") for i, item in enumerate(data)]
+    return [parse_event(data)]
+
+
+def parse_message(body: str) -> StatusChangeEvent:
+    """One SQS message body: the event itself (an EventBridge rule target), or an SNS
+    notification whose `Message` holds it. Raises InvalidEvent."""
+    return parse_event(_load_json(body))
+
+
+def parse_event(data, *, where: str = "") -> StatusChangeEvent:
+    """Validate one decoded event (or SNS envelope) and return it. Raises InvalidEvent."""
+    if isinstance(data, dict) and "detail-type" not in data and "Message" in data:
+        # SNS fan-out wraps the event: {"Type": "Notification", "Message": "<event JSON>", ...}.
+        message = data["Message"]
+        if not isinstance(message, str):
+            raise InvalidEvent(f"{where}Message: expected a string holding the event, got {_kind(message)}")
+        return parse_event(_load_json(message, what=f"{where}Message"), where=f"{where}Message.")
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"{where or 'the body'}: expected an event object, got {_kind(data)}")
+    detail_type = _get(data, "detail-type", str, where)
+    if detail_type != DETAIL_TYPE:
+        raise InvalidEvent(f"{where}detail-type: expected {DETAIL_TYPE!r}, got {detail_type!r}")
+    source = _get(data, "source", str, where)
+    if source != SOURCE:
+        raise InvalidEvent(f"{where}source: expected {SOURCE!r}, got {source!r}")
+    event_id = _get(data, "id", str, where)
+    if not 1 <= len(event_id) <= 64:
+        raise InvalidEvent(f"{where}id: expected 1 to 64 characters, got {len(event_id)}")
+    time = _timestamp(data, "time", where)
+
+    detail = _get(data, "detail", dict, where)
+    at = f"{where}detail."
+    status = _get(detail, "humanLoopStatus", str, at)
+    if status not in EVENT_STATUSES:
+        raise InvalidEvent(f"{at}humanLoopStatus: unknown status {status!r} (A2I sends {', '.join(EVENT_STATUSES)})")
+    loop_arn = _get(detail, "humanLoopArn", str, at)
+    loop_match = _ARN.match(loop_arn)
+    if not loop_match or loop_match.group(4) != "human-loop":
+        raise InvalidEvent(f"{at}humanLoopArn: not a human loop ARN: {loop_arn[:200]!r}")
+    loop_name = _get(detail, "humanLoopName", str, at)
+    if loop_name != loop_match.group(5):
+        raise InvalidEvent(f"{at}humanLoopName: {loop_name[:100]!r} is not the name in humanLoopArn")
+    fd_arn = _get(detail, "flowDefinitionArn", str, at)
+    fd_match = _ARN.match(fd_arn)
+    if not fd_match or fd_match.group(4) != "flow-definition":
+        raise InvalidEvent(f"{at}flowDefinitionArn: not a flow definition ARN: {fd_arn[:200]!r}")
+    if fd_match.group(1) != loop_match.group(1):
+        raise InvalidEvent(f"{at}flowDefinitionArn: not in the human loop's partition, region and account")
+    output = _get(detail, "humanLoopOutput", dict, at, nullable=True) or {}
+    return StatusChangeEvent(
+        id=event_id,
+        time=time,
+        loop_arn=loop_arn,
+        loop_name=loop_name,
+        flow_definition_arn=fd_arn,
+        status=status,
+        creation_time=_timestamp(detail, "creationTime", at),
+        failure_code=_text(detail, "failureCode", at, 32),
+        failure_reason=_text(detail, "failureReason", at, 1024),
+        output_s3_uri=_text(output, "outputS3Uri", f"{at}humanLoopOutput.", 1024) if output else "",
+    )
+
+
+def _load_json(text: bytes | str, *, what: str = "the body"):
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(f"{what}: malformed JSON ({exc})") from None
+
+
+_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def _kind(value) -> str:
+    return _KINDS.get(type(value), "a number")
+
+
+def _get(obj: dict, key: str, kind: type, where: str, *, nullable: bool = False):
+    if key not in obj:
+        raise InvalidEvent(f"{where}{key}: missing")
+    value = obj[key]
+    if value is None and nullable:
+        return None
+    if not isinstance(value, kind):
+        raise InvalidEvent(f"{where}{key}: expected {_KINDS[kind]}, got {_kind(value)}")
+    return value
+
+
+def _text(obj: dict, key: str, where: str, max_length: int) -> str:
+    """An optional string field (A2I sends explicit nulls); "" when null or absent."""
+    value = _get(obj, key, str, where, nullable=True) if key in obj else None
+    if value is not None and len(value) > max_length:
+        raise InvalidEvent(f"{where}{key}: longer than {max_length} characters")
+    return value or ""
+
+
+def _timestamp(obj: dict, key: str, where: str) -> datetime:
+    text = _get(obj, key, str, where)
+    try:
+        moment = ciso8601.parse_datetime(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidEvent(f"{where}{key}: expected an ISO-8601 time with a time zone, got {text[:40]!r}")
+    return moment
+
+
+# --- applying ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _History:
+    id: int | None  # None: written by this batch
+    from_status: str
+    to_status: str
+    observed_at: datetime
+    source: str
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _Loop:
+    """A locked loop row as this batch sees it; `exists` is False until its first event
+    creates it (rows inserted by this batch start that way)."""
+
+    id: int
+    arn: str
+    name: str
+    flow_definition_id: int
+    status: str
+    creation_time: datetime
+    failure_code: str
+    failure_reason: str
+    output_s3_uri: str
+    status_changed_at: datetime
+    deleted_upstream: bool
+    exists: bool
+    history: list[_History] = field(default_factory=list)
+    stored: tuple = ()
+
+    def columns(self) -> tuple:
+        return (self.flow_definition_id, self.status, self.creation_time, self.failure_code, self.failure_reason,
+                self.output_s3_uri, self.status_changed_at, self.deleted_upstream)
+
+
+_LOOP_FIELDS = ("id", "arn", "name", "flow_definition_id", "status", "creation_time", "failure_code", "failure_reason",
+                "output_s3_uri", "status_changed_at", "deleted_upstream")
+# Errors a concurrent writer of the same rows can cause; the batch is simply run again.
+# unique_violation: the same event or loop inserted by another transaction meanwhile;
+# deadlock_detected: a sync page updating the same loops in another order.
+_RETRY_SQLSTATES = {"23505", "40P01", "40001"}
+_ATTEMPTS = 3
+
+
+def apply_events(events: Sequence[StatusChangeEvent], *, transport: str) -> ApplyReport:
+    """Apply a batch of parsed events in one transaction (see the module docstring).
+
+    Side effects: creates or updates HumanLoop rows (and FlowDefinition rows for unknown
+    flow definitions), adds or corrects HumanLoopStatusChange rows (source "event"), and
+    records one ReceivedEvent per event with its result. Nothing else: no task is queued.
+    A batch that collides with a concurrent writer of the same rows (the same event
+    delivered twice at once, a sync page) is run again, up to 3 times; other database
+    errors propagate and nothing of the batch is written.
+    """
+    if not events:
+        return ApplyReport(results=[])
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                return _apply(events, transport)
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == _ATTEMPTS or getattr(exc.__cause__, "sqlstate", None) not in _RETRY_SQLSTATES:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply(events: Sequence[StatusChangeEvent], transport: str) -> ApplyReport:
+    now = timezone.now()
+    report = ApplyReport(results=[""] * len(events))
+    fds = _flow_definitions(events, report)
+    loops = _lock_loops(events, fds, now)
+    # After the locks: a concurrent delivery of the same event locks the same loop, so by
+    # now it has committed, and its id is visible here.
+    ids = {e.id for e in events}
+    known = set(
+        ReceivedEvent.objects.filter(event_id__in=ids).exclude(result=Result.DUPLICATE).values_list("event_id", flat=True)
+    )
+    _load_history(loops)
+
+    # Per loop: its incarnations in creation order, each one's events in time order.
+    order = sorted(range(len(events)), key=lambda i: (events[i].loop_arn, events[i].creation_time, events[i].time, events[i].id))
+    for i in order:
+        event = events[i]
+        if event.id in known:
+            report.results[i] = Result.DUPLICATE
+            continue
+        known.add(event.id)  # the same id twice in one batch: the second is a duplicate
+        report.results[i] = _decide(loops[event.loop_arn], event, fds[event.flow_definition_arn].pk)
+
+    _write(events, report, loops, transport, now)
+    return report
+
+
+def _flow_definitions(events: Sequence[StatusChangeEvent], report: ApplyReport) -> dict[str, FlowDefinition]:
+    """The flow definitions of these events by ARN; unknown ones are recorded from the ARN
+    (discovery fills in the rest), and both those and ones marked deleted upstream are
+    reported for discovery."""
+    arns = {e.flow_definition_arn for e in events}
+    found = {fd.arn: fd for fd in FlowDefinition.objects.filter(arn__in=arns).only("id", "arn", "deleted_upstream")}
+    missing = sorted(arns - found.keys())
+    if missing:
+        earliest: dict[str, datetime] = {}
+        for e in events:
+            earliest[e.flow_definition_arn] = min(e.creation_time, earliest.get(e.flow_definition_arn, e.creation_time))
+        FlowDefinition.objects.bulk_create(
+            [
+                FlowDefinition(
+                    arn=arn, name=arn.rpartition("/")[2], region=arn.split(":")[3],
+                    # It has loops, so it exists; discovery replaces these with A2I's values.
+                    status=FlowDefinitionStatus.ACTIVE, creation_time=earliest[arn],
+                )
+                for arn in missing
+            ],
+            ignore_conflicts=True,  # recorded meanwhile by a concurrent batch
+        )
+        found.update({fd.arn: fd for fd in FlowDefinition.objects.filter(arn__in=missing).only("id", "arn", "deleted_upstream")})
+        report.to_discover.update(found[arn].pk for arn in missing)
+    report.to_discover.update(fd.pk for fd in found.values() if fd.deleted_upstream)
+    return found
+
+
+def _lock_loops(events: Sequence[StatusChangeEvent], fds: dict[str, FlowDefinition], now: datetime) -> dict[str, _Loop]:
+    """Insert the loops not stored yet, then lock every loop of the batch (in ARN order, so
+    two batches never wait on each other in a cycle); returns them by ARN."""
+    arns = sorted({e.loop_arn for e in events})
+    stored = set(HumanLoop.objects.filter(arn__in=arns).values_list("arn", flat=True))
+    created: set[str] = set()
+    if len(stored) < len(arns):
+        # The event with the latest loop and time is most likely the final state, so
+        # most new rows need no second write.
+        latest: dict[str, StatusChangeEvent] = {}
+        for e in events:
+            if e.loop_arn not in stored:
+                best = latest.get(e.loop_arn)
+                if best is None or (e.creation_time, e.time) > (best.creation_time, best.time):
+                    latest[e.loop_arn] = e
+        created = _insert_loops([latest[arn] for arn in arns if arn in latest], fds, now)
+    rows = HumanLoop.objects.select_for_update().filter(arn__in=arns).order_by("arn").values_list(*_LOOP_FIELDS)
+    loops = {}
+    for row in rows:
+        loop = _Loop(*row, exists=row[1] not in created)
+        loop.stored = loop.columns()
+        loops[loop.arn] = loop
+    return loops
+
+
+def _insert_loops(events: list[StatusChangeEvent], fds: dict[str, FlowDefinition], now: datetime) -> set[str]:
+    """INSERT the loops of `events` unless their ARN exists; returns the ARNs inserted.
+
+    ON CONFLICT DO NOTHING: a sync page or another batch inserting the same loop at the
+    same moment makes this wait for it and then skip the row, instead of failing.
+    """
+    ops = connection.ops
+    stamp = ops.adapt_datetimefield_value(now)
+    rows, params = [], []
+    for e in events:
+        rows.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+        params += [fds[e.flow_definition_arn].pk, e.loop_name, e.loop_arn, e.status,
+                   ops.adapt_datetimefield_value(e.creation_time), e.failure_code, e.failure_reason, e.output_s3_uri,
+                   stamp, stamp, ops.adapt_datetimefield_value(e.time), False]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO {HumanLoop._meta.db_table} (flow_definition_id, name, arn, status, creation_time,
+                    failure_code, failure_reason, output_s3_uri, first_seen_at, last_seen_at, status_changed_at,
+                    deleted_upstream)
+                VALUES {", ".join(rows)}
+                ON CONFLICT (arn) DO NOTHING
+                RETURNING arn""",
+            params,
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _load_history(loops: dict[str, _Loop]) -> None:
+    """Attach each stored loop's history rows, in the order they were written."""
+    by_id = {loop.id: loop for loop in loops.values() if loop.exists}
+    if not by_id:
+        return
+    rows = (
+        HumanLoopStatusChange.objects.filter(loop_id__in=by_id)
+        .order_by("loop_id", "id")
+        .values_list("loop_id", "id", "from_status", "to_status", "observed_at", "source")
+    )
+    for loop_id, *row in rows:
+        by_id[loop_id].history.append(_History(*row))
+
+
+def _decide(loop: _Loop, event: StatusChangeEvent, fd_id: int) -> str:
+    """Apply one event to the in-memory loop (rules 2 to 6 of the module docstring); return its result."""
+    if not loop.exists:
+        loop.exists = True
+        _become(loop, event, fd_id, from_status="")
+        return Result.APPLIED
+    if event.creation_time < loop.creation_time:
+        return Result.STALE
+    if event.creation_time > loop.creation_time:
+        # The name was reused after a delete: a new loop, as the sync treats it.
+        loop.deleted_upstream = False
+        _become(loop, event, fd_id, from_status="")
+        return Result.APPLIED
+    if loop.status == event.status:
+        changed = _fill_in(loop, event)
+        last = loop.history[-1] if loop.history else None
+        if last is not None and last.to_status == event.status and last.source != Source.EVENT:
+            # The change was recorded when something noticed it; now we know when it happened.
+            last.observed_at, last.source, last.dirty = event.time, Source.EVENT, True
+            loop.status_changed_at = event.time
+            changed = True
+        return Result.APPLIED if changed else Result.DUPLICATE
+    if loop.status not in ACTIVE_STATUSES and event.time <= loop.status_changed_at:
+        return Result.STALE
+    _become(loop, event, fd_id, from_status=loop.status)
+    return Result.APPLIED
+
+
+def _become(loop: _Loop, event: StatusChangeEvent, fd_id: int, *, from_status: str) -> None:
+    loop.flow_definition_id = fd_id
+    loop.status = event.status
+    loop.creation_time = event.creation_time
+    loop.failure_code = event.failure_code
+    loop.failure_reason = event.failure_reason
+    loop.output_s3_uri = event.output_s3_uri or loop.output_s3_uri
+    loop.status_changed_at = event.time
+    loop.history.append(_History(None, from_status, event.status, event.time, Source.EVENT, dirty=True))
+
+
+def _fill_in(loop: _Loop, event: StatusChangeEvent) -> bool:
+    """Take A2I's failure code, reason and output URI where the copy lacks or differs from them
+    (ListHumanLoops has no FailureCode, and the sync computes the output URI)."""
+    changed = False
+    for name in ("failure_code", "failure_reason", "output_s3_uri"):
+        value = getattr(event, name)
+        if value and value != getattr(loop, name):
+            setattr(loop, name, value)
+            changed = True
+    return changed
+
+
+def _write(events, report: ApplyReport, loops: dict[str, _Loop], transport: str, now: datetime) -> None:
+    changed = [loop for loop in loops.values() if loop.columns() != loop.stored]
+    if changed:
+        HumanLoop.objects.bulk_update(
+            [
+                HumanLoop(
+                    id=loop.id, flow_definition_id=loop.flow_definition_id, status=loop.status,
+                    creation_time=loop.creation_time, failure_code=loop.failure_code, failure_reason=loop.failure_reason,
+                    output_s3_uri=loop.output_s3_uri, status_changed_at=loop.status_changed_at,
+                    deleted_upstream=loop.deleted_upstream, last_seen_at=now,
+                )
+                for loop in changed
+            ],
+            ["flow_definition_id", "status", "creation_time", "failure_code", "failure_reason", "output_s3_uri",
+             "status_changed_at", "deleted_upstream", "last_seen_at"],
+        )
+        # A loop of a reused name is no longer deleted (rule 3); a deleted loop's late
+        # event keeps its deletion.
+        undeleted = [loop.id for loop in changed if loop.stored[-1] and not loop.deleted_upstream]
+        if undeleted:
+            HumanLoop.objects.filter(id__in=undeleted).update(deleted_upstream_at=None)
+    new_rows, corrected = [], []
+    for loop in loops.values():
+        for row in loop.history:
+            if not row.dirty:
+                continue
+            if row.id is None:
+                new_rows.append(HumanLoopStatusChange(
+                    loop_id=loop.id, from_status=row.from_status, to_status=row.to_status,
+                    observed_at=row.observed_at, source=row.source,
+                ))
+            else:
+                corrected.append(HumanLoopStatusChange(id=row.id, observed_at=row.observed_at, source=row.source))
+    if new_rows:
+        HumanLoopStatusChange.objects.bulk_create(new_rows)
+    if corrected:
+        HumanLoopStatusChange.objects.bulk_update(corrected, ["observed_at", "source"])
+    ReceivedEvent.objects.bulk_create(
+        ReceivedEvent(
+            event_id=e.id, received_at=now, event_time=e.time, transport=transport,
+            loop_id=loops[e.loop_arn].id, status=e.status, result=result,
+        )
+        for e, result in zip(events, report.results, strict=True)
+    )
+    report.flow_definition_ids.update(loop.flow_definition_id for loop in changed)
+    report.flow_definition_ids.update(loop.stored[0] for loop in changed if loop.stored[0] != loop.flow_definition_id)
+    report.flow_definition_ids.update(loop.flow_definition_id for loop in loops.values() if any(r.dirty for r in loop.history))
