@@ -414,9 +414,11 @@ def _decide(loop: _Loop, event: StatusChangeEvent, fd_id: int) -> str:
         loop.exists = True
         _become(loop, event, fd_id, from_status="")
         return Result.APPLIED
-    if event.creation_time < loop.creation_time:
+    # creationTime has milliseconds, as A2I's API has everywhere; compare at that precision.
+    stored_creation = loop.creation_time.replace(microsecond=loop.creation_time.microsecond // 1000 * 1000)
+    if event.creation_time < stored_creation:
         return Result.STALE
-    if event.creation_time > loop.creation_time:
+    if event.creation_time > stored_creation:
         # The name was reused after a delete: a new loop, as the sync treats it.
         loop.deleted_upstream = False
         _become(loop, event, fd_id, from_status="")

@@ -127,8 +127,19 @@ class Command(BaseCommand):
         if not queue_urls:
             raise CommandError("no queue: set A2I_EVENTS_QUEUE_URLS or pass --queue-url")
         stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+        previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            consumers = self.consume(queue_urls, stop, once)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        for consumer in consumers:
+            summary = ", ".join(f"{n} {what}" for what, n in sorted(consumer.totals.items())) or "no message"
+            self.stdout.write(f"{consumer.queue_url}: {summary}")
+        if once and any(consumer.failed for consumer in consumers):
+            raise CommandError("a queue could not be read or a batch could not be applied (see the log)")
+
+    def consume(self, queue_urls: list[str], stop: threading.Event, once: bool) -> list[QueueConsumer]:
         consumers = [QueueConsumer(url, stop) for url in queue_urls]
         threads = [
             threading.Thread(target=consumer.run, args=(once,), name=f"consume-events-{i}", daemon=True)
@@ -142,8 +153,4 @@ class Command(BaseCommand):
         while any(thread.is_alive() for thread in threads):
             for thread in threads:
                 thread.join(timeout=0.2)
-        for consumer in consumers:
-            summary = ", ".join(f"{n} {what}" for what, n in sorted(consumer.totals.items())) or "no message"
-            self.stdout.write(f"{consumer.queue_url}: {summary}")
-        if once and any(consumer.failed for consumer in consumers):
-            raise CommandError("a queue could not be read or a batch could not be applied (see the log)")
+        return consumers
