@@ -6,8 +6,9 @@ Steps, in order:
      a PING, otherwise kombu's filesystem transport under var/broker, named in the output);
   2. migrate; create the demo admin (local-only password, printed);
   3. seed A2I Local's SQLite store once (skipped when the file exists);
-  4. start moto's S3 server, A2I Local (simulated workforce, new loops arriving),
-     a Celery worker and beat, run one sync so the first page is populated,
+  4. start moto's S3 server, A2I Local (simulated workforce, new loops arriving,
+     its status-change events POSTed to the dashboard's endpoint with a generated
+     token), a Celery worker and beat, run one sync so the first page is populated,
      then start the web server and print its URL and the login.
 
 Every child runs in its own process group and its output lines are prefixed with
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -156,6 +158,8 @@ def build_env() -> tuple[dict[str, str], str]:
     local = boto3_environ(f"http://{HOST}:{A2I_PORT}", f"http://{HOST}:{S3_PORT}", "us-east-1", credentials="local")
     for key, value in local.items():
         env.setdefault(key, value)
+    # A2I Local sends its events to the web server with this token (docs/events.md).
+    env.setdefault("A2I_EVENTS_TOKEN", secrets.token_urlsafe(32))
 
     if env.get("CELERY_BROKER_URL"):
         return env, f"CELERY_BROKER_URL={env['CELERY_BROKER_URL']} (as configured)"
@@ -219,7 +223,9 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
         "a2i-local",
         [PYTHON, "-m", "a2i_local", "serve", "--host", HOST, "--port", str(A2I_PORT), "--db", str(a2i_db),
          "--region", env["AWS_DEFAULT_REGION"], "--workforce", "--workforce-start-rate", START_RATE,
-         "--s3-endpoint", f"http://{HOST}:{S3_PORT}"],
+         "--s3-endpoint", f"http://{HOST}:{S3_PORT}",
+         # Events POSTed before the web server listens are retried (for about 2 minutes).
+         "--event-webhook", f"http://{HOST}:{WEB_PORT}/events/eventbridge/", "--event-webhook-token", env["A2I_EVENTS_TOKEN"]],
         env,
     )
     wait_for_port(a2i, A2I_PORT)

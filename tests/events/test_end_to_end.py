@@ -87,7 +87,8 @@ def test_a_loop_completed_in_a2i_local_shows_completed_without_any_sync(a2i_loca
     assert "cat" in page  # the answer, read from the output.json A2I Local wrote
 
 
-def test_events_sent_to_an_sqs_queue_reach_the_dashboard_through_the_consumer(sqs, aws, db):
+@pytest.mark.django_db(transaction=True)  # the consumer's thread writes on a connection of its own
+def test_events_sent_to_an_sqs_queue_reach_the_dashboard_through_the_consumer(sqs, aws):
     queue, _dlq = sqs.create("a2i-local-events")
     with a2i_local_server(s3_endpoint=aws.s3_url, event_queue_url=queue, stop_delay_seconds=0) as a2i:
         arn = a2i.create_flow_definition("queued-flow")
@@ -108,7 +109,7 @@ def test_events_sent_to_an_sqs_queue_reach_the_dashboard_through_the_consumer(sq
     assert sqs.count(queue) == 0
 
 
-def test_a2i_local_retries_the_queue_until_it_exists(sqs, aws, db):
+def test_a2i_local_retries_the_queue_until_it_exists(sqs, aws):
     # The queue is created after the first attempts failed: same retry rule as the webhook.
     queue_url = f"{aws.s3_url}/{aws.account_id}/late-queue"
     with a2i_local_server(s3_endpoint=aws.s3_url, event_queue_url=queue_url, stop_delay_seconds=0) as a2i:
@@ -123,7 +124,7 @@ def test_a2i_local_retries_the_queue_until_it_exists(sqs, aws, db):
     assert json.loads(body)["detail"]["humanLoopName"] == "late-loop"
 
 
-def test_after_a_mixed_stream_of_events_and_syncs_the_copy_equals_a2i(endpoint, aws, db):
+def test_after_a_mixed_stream_of_events_and_syncs_the_copy_equals_a2i(endpoint, aws):
     """Events delivered late, twice, out of order, or never before a sync; syncs in between;
     deleted loops and reused names. At the end the copy equals A2I's listing, and every
     change an event reported carries A2I's time."""

@@ -10,7 +10,7 @@ from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange, Recei
 from loops.services.discovery import discover_flow_definitions
 from loops.services.loop_state import set_loop_status
 from loops.services.sync_writer import write_page
-from tests.conftest import ACCOUNT, start_loops, sync
+from tests.conftest import ACCOUNT, requires_postgresql, start_loops, sync
 
 from .conftest import for_loop, make_event
 
@@ -47,6 +47,7 @@ def test_a_second_event_for_the_same_change_is_a_duplicate(endpoint, world):
     assert loop.status_changed_at == (world.now - timedelta(seconds=30)).replace(microsecond=0)
 
 
+@requires_postgresql
 def test_the_same_event_posted_concurrently_is_applied_once(endpoint, world):
     event = for_loop(world.inv_new, "Failed", time=world.now, failure_code="InternalError", failure_reason="x")
     with ThreadPoolExecutor(max_workers=8) as pool:
