@@ -299,9 +299,11 @@ def _apply(events: Sequence[StatusChangeEvent], transport: str) -> ApplyReport:
     fds = _flow_definitions(
         [e for e in events if e.loop_arn not in rows or e.creation_time > _millis(rows[e.loop_arn][5])], report
     )
+    missing = sorted({e.loop_arn for e in events} - rows.keys())
     created = _insert_loops(events, rows, fds, now)
-    if created:
-        rows.update((row[1], row) for row in locked.filter(arn__in=created))
+    if missing:
+        # Those inserted here, and any a concurrent writer inserted first (then they exist).
+        rows.update((row[1], row) for row in locked.filter(arn__in=missing))
     loops = {}
     for arn, row in rows.items():
         loop = _Loop(*row, exists=arn not in created)

@@ -48,6 +48,19 @@ def test_a_second_event_for_the_same_change_is_a_duplicate(endpoint, world):
 
 
 @requires_postgresql
+def test_events_of_one_new_loop_posted_concurrently_create_it_once(endpoint, world):
+    created = world.now - timedelta(minutes=3)
+    first = make_event("brand-new", time=world.now, created=created)
+    second = {**first, "id": "another-id-for-the-same-change"}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda i: endpoint.post(first if i % 2 else second), range(8)))
+    assert [r.status_code for r in responses] == [202] * 8
+    assert sum(r.json().get("applied", 0) for r in responses) == 1
+    loop = HumanLoop.objects.get(name="brand-new")
+    assert history(loop) == [("", "Completed", "event")]
+
+
+@requires_postgresql
 def test_the_same_event_posted_concurrently_is_applied_once(endpoint, world):
     event = for_loop(world.inv_new, "Failed", time=world.now, failure_code="InternalError", failure_reason="x")
     with ThreadPoolExecutor(max_workers=8) as pool:
