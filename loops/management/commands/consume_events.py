@@ -8,7 +8,8 @@ its own, so a long poll on a quiet queue never delays a busy one. A thread repea
    that cannot be parsed is logged and left in the queue, where the queue's redrive
    policy moves it to the dead-letter queue after maxReceiveCount receives;
 3. apply the parsed events in one transaction (services.events.apply_events);
-4. delete exactly the messages applied;
+4. delete exactly the messages applied, in the background: the delete overlaps the next
+   receive (one delete at most in flight), so a batch costs one SQS round trip, not two;
 5. queue the follow-up work: stats refresh, discovery (loops.tasks.after_events).
 
 An SQS or database error is logged and the thread waits before trying again; the
@@ -25,6 +26,7 @@ import logging
 import signal
 import threading
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -49,6 +51,8 @@ class QueueConsumer:
         self.stop = stop
         self.totals: Counter = Counter()
         self.failed = False
+        self._deleter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consume-events-delete")
+        self._deleting: Future | None = None
 
     def run(self, once: bool) -> None:
         backoff = ERROR_BACKOFF
@@ -63,7 +67,13 @@ class QueueConsumer:
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, ERROR_BACKOFF_MAX)
         finally:
-            connection.close()  # this thread's own connection
+            self.close()
+
+    def close(self) -> None:
+        """Wait for the delete in flight, then release the thread and this thread's connection."""
+        self.finish_delete()
+        self._deleter.shutdown()
+        connection.close()
 
     def step(self) -> bool:
         """One batch; False after an error (logged)."""
@@ -104,11 +114,25 @@ class QueueConsumer:
         return events, handles
 
     def delete(self, handles: list[str]) -> None:
+        """Delete these messages in the background, after the previous delete has finished."""
+        self.finish_delete()
+        self._deleting = self._deleter.submit(self._delete, handles)
+
+    def finish_delete(self) -> None:
+        if self._deleting is not None:
+            self._deleting.result()
+            self._deleting = None
+
+    def _delete(self, handles: list[str]) -> None:
+        """DeleteMessageBatch; never raises (a message not deleted comes back as a duplicate)."""
         try:
             failed = a2i.delete_event_messages(self.queue_url, handles)
         except (a2i.ClientError, a2i.A2IUnavailable) as exc:
             failed = handles
             log.error("%s: cannot delete: %s", self.queue_url, a2i.error_message(exc))
+        except Exception:  # whatever it is, the consumer goes on: the messages come back
+            failed = handles
+            log.exception("%s: cannot delete", self.queue_url)
         if failed:
             # They come back after the visibility timeout, and are then duplicates.
             log.warning("%s: %d applied message(s) not deleted; they will be received again", self.queue_url, len(failed))
