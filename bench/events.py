@@ -359,7 +359,8 @@ def stored_world(name: str, count: int):
 
 
 def apply_throughput(args) -> dict:
-    from loops.services.events import apply_events, parse_message
+    from loops.services.event_parsing import parse_message
+    from loops.services.events import apply_events
 
     fd, loops = stored_world("apply", args.apply_events)
     rng = random.Random(1)
@@ -427,7 +428,8 @@ def fill(sqs, queue: str, bodies: list[str]) -> float:
 
 def history_per_change(args) -> dict:
     from loops.models import HumanLoopStatusChange, ReceivedEvent
-    from loops.services.events import apply_events, parse_message
+    from loops.services.event_parsing import parse_message
+    from loops.services.events import apply_events
 
     rng = random.Random(2)
     # Of the stream: 70 % first deliveries of real changes, 20 % redeliveries (same id),

@@ -16,7 +16,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from loops import tasks
 from loops.models import ReceivedEvent
-from loops.services.events import MAX_EVENT_BYTES, InvalidEvent, apply_events, parse_body
+from loops.services.event_parsing import MAX_EVENT_BYTES, InvalidEvent, parse_body
+from loops.services.events import apply_events
 
 log = logging.getLogger(__name__)
 

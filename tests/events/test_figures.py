@@ -6,7 +6,8 @@ from datetime import timedelta
 import pytest
 
 from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange
-from loops.services.events import apply_events, parse_event
+from loops.services.event_parsing import parse_event
+from loops.services.events import apply_events
 from loops.services.overview import build_overview
 from loops.services.stats import refresh_flow_definition_stats
 from tests.conftest import make_loop

@@ -34,7 +34,8 @@ from django.db import DatabaseError, close_old_connections, connection
 
 from loops import a2i, tasks
 from loops.models import ReceivedEvent
-from loops.services.events import InvalidEvent, apply_events, parse_message
+from loops.services.event_parsing import InvalidEvent, parse_message
+from loops.services.events import apply_events
 
 log = logging.getLogger("loops.consume_events")
 
