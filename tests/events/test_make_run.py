@@ -6,9 +6,10 @@ import re
 import signal
 import sqlite3
 import time
-import urllib.error
 import urllib.request
+import uuid
 
+import boto3
 import pytest
 
 from tests.platform.test_make_run import BANNER_URL, make_run  # noqa: F401 - the fixture
@@ -28,17 +29,18 @@ def test_a_loop_completed_in_a2i_local_reaches_the_dashboard_through_its_event(m
     a2i_url = run.wait_for(A2I_URL, timeout=5).group(1)
     db = run.var / "dashboard.sqlite3"
 
-    completed_at, name = None, None
-    for (candidate,) in rows(db, "select name from loops_humanloop where status = 'InProgress' order by creation_time desc"):
-        request = urllib.request.Request(f"{a2i_url}/_local/human-loops/{candidate}/complete", method="POST",
-                                         data=json.dumps({"answerContent": {"label": "cat"}}).encode())
-        try:
-            with urllib.request.urlopen(request, timeout=10):
-                completed_at, name = time.monotonic(), candidate
-                break
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 409  # the simulated workforce got there first: try another
-    assert name, "no InProgress loop to complete"
+    # A new loop, completed at once: the dashboard learns of it from its event alone (the
+    # simulated workforce settles the seeded InProgress loops within seconds of starting).
+    runtime = boto3.client("sagemaker-a2i-runtime", endpoint_url=a2i_url, region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local")
+    ((fd_arn,),) = rows(db, "select arn from loops_flowdefinition order by name limit 1")
+    name = f"make-run-{uuid.uuid4().hex[:8]}"
+    runtime.start_human_loop(HumanLoopName=name, FlowDefinitionArn=fd_arn, HumanLoopInput={"InputContent": "{}"})
+    request = urllib.request.Request(f"{a2i_url}/_local/human-loops/{name}/complete", method="POST",
+                                     data=json.dumps({"answerContent": {"label": "cat"}}).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    completed_at = time.monotonic()
 
     deadline = time.monotonic() + 15
     while rows(db, "select status from loops_humanloop where name = ?", name) != [("Completed",)]:
