@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--event-webhook-token", metavar="TOKEN",
                        help="send it with each webhook POST as 'Authorization: Bearer TOKEN'")
     serve.add_argument("--event-queue-url", metavar="URL",
-                       help="also send each event to this SQS queue (through boto3; endpoint from the URL's host)")
+                       help="also send each event to this SQS queue, through boto3")
     serve.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint for output.json (e.g. moto server)")
     serve.add_argument("--region", default=d.region, metavar="R")
     serve.add_argument("--account-id", type=_account, default=d.account_id, metavar="ID")

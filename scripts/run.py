@@ -159,7 +159,8 @@ def build_env() -> tuple[dict[str, str], str]:
     for key, value in local.items():
         env.setdefault(key, value)
     # A2I Local sends its events to the web server with this token (docs/events.md).
-    env.setdefault("A2I_EVENTS_TOKEN", secrets.token_urlsafe(32))
+    if not env.get("A2I_EVENTS_TOKEN"):
+        env["A2I_EVENTS_TOKEN"] = secrets.token_urlsafe(32)
 
     if env.get("CELERY_BROKER_URL"):
         return env, f"CELERY_BROKER_URL={env['CELERY_BROKER_URL']} (as configured)"
