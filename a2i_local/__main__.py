@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-active-loops", type=_positive_int, metavar="N",
                        help="InProgress+Stopping loops before ServiceQuotaExceededException (402)")
     serve.add_argument("--event-webhook", metavar="URL", help="POST EventBridge status-change events here")
+    serve.add_argument("--event-webhook-token", metavar="TOKEN",
+                       help="send it with each webhook POST as 'Authorization: Bearer TOKEN'")
+    serve.add_argument("--event-queue-url", metavar="URL",
+                       help="also send each event to this SQS queue, through boto3")
     serve.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint for output.json (e.g. moto server)")
     serve.add_argument("--region", default=d.region, metavar="R")
     serve.add_argument("--account-id", type=_account, default=d.account_id, metavar="ID")
@@ -129,7 +133,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         s3_endpoint=args.s3_endpoint, strict_names=args.strict_names, stop_delay_seconds=args.stop_delay,
         flow_definition_activation_delay=args.activation_delay, throttle_tps=args.throttle_tps,
         error_rate=args.error_rate, latency_ms=args.latency_ms, max_active_loops=args.max_active_loops,
-        event_webhook=args.event_webhook, workforce=args.workforce,
+        event_webhook=args.event_webhook, event_webhook_token=args.event_webhook_token,
+        event_queue_url=args.event_queue_url, workforce=args.workforce,
         workforce_review_seconds_median=args.workforce_review_median,
         workforce_review_seconds_p90=args.workforce_review_p90,
         workforce_failure_rate=args.workforce_failure_rate, workforce_abandon_rate=args.workforce_abandon_rate,
@@ -194,6 +199,8 @@ def seed(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "serve" and args.event_webhook_token and not args.event_webhook:
+        parser.error("--event-webhook-token needs --event-webhook")
     if args.command == "serve":
         return serve(args, parser)
     return seed(args, parser)

@@ -50,6 +50,8 @@ class Options:
     latency_ms: int = 0
     max_active_loops: int | None = None
     event_webhook: str | None = None
+    event_webhook_token: str | None = None  # sent as `Authorization: Bearer <token>`
+    event_queue_url: str | None = None  # an SQS queue the events are also sent to
     workforce: bool = False
     workforce_review_seconds_median: float = 120.0
     workforce_review_seconds_p90: float = 900.0

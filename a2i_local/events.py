@@ -1,17 +1,21 @@
-"""EventBridge status-change events POSTed to `--event-webhook`.
+"""EventBridge status-change events, POSTed to `--event-webhook` and sent to `--event-queue-url`.
 
 A2I emits "SageMaker A2I HumanLoop Status Change" to EventBridge when a loop reaches
-Completed, Failed or Stopped (docs/a2i-local.md, behaviour notes §4). A2I Local POSTs
-that exact event, as JSON, to a webhook URL instead. `EventSender` is a store listener: the store calls it after
-commit, from whichever thread made the change, so calling it only builds the event and
-queues it; one background thread delivers.
+Completed, Failed or Stopped (docs/a2i-local.md, behaviour notes §4). A2I Local delivers
+that exact event, as JSON, the two ways EventBridge rules deliver it to teams: to a
+webhook (an API destination: an HTTPS POST of the event, with the connection's
+`Authorization` header when `--event-webhook-token` is set) and to an SQS queue (a rule
+target: the message body is the event). `EventSender` is a store listener: the store
+calls it after commit, from whichever thread made the change, so calling it only builds
+the event and queues one delivery per destination; one background thread delivers.
 
-Delivery is at least once, as EventBridge's is: a connection error, a timeout or a
-non-2xx answer is retried with exponential backoff (0.2 s doubling up to 30 s, at most
-10 attempts by default), and a redelivered event keeps its `id` so a receiver can
-deduplicate. Retries wait in a time-ordered heap, so one failing event does not hold
-back events that are due now. An event still undelivered when its attempts run out, or
-when the sender stops, is logged and dropped.
+Delivery is at least once, as EventBridge's is, and each destination on its own: a
+connection error, a timeout or a non-2xx answer (an SQS error) is retried with
+exponential backoff (0.2 s doubling up to 30 s, at most 10 attempts by default), and a
+redelivered event keeps its `id` so a receiver can deduplicate. Retries wait in a
+time-ordered heap, so one failing event does not hold back events that are due now. An
+event still undelivered when its attempts run out, or when the sender stops, is logged
+and dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlparse
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +88,19 @@ def build_event(loop: dict[str, Any], *, region: str, account_id: str, now: date
 
 
 class EventSender:
-    """Store listener that delivers status-change events to `options.event_webhook`.
+    """Store listener that delivers status-change events to `options.event_webhook` and
+    `options.event_queue_url` (each one when set).
 
     `sender(loop)` queues and returns at once (never raises for delivery problems).
     `.start()` starts the delivery thread; `.stop(timeout)` delivers what is due and
     stops, dropping (and logging) events still waiting for a retry.
-    Options read live: `event_webhook` (at each POST), `region`, `account_id`.
+    Options read live: `event_webhook`, `event_webhook_token`, `event_queue_url` (at each
+    delivery), `region`, `account_id`. `delivered` and `dropped` count deliveries: an
+    event sent to both destinations counts twice.
     """
+
+    WEBHOOK = "webhook"
+    QUEUE = "queue"
 
     def __init__(
         self,
@@ -107,19 +118,23 @@ class EventSender:
         self.request_timeout = request_timeout
         self.delivered = 0
         self.dropped = 0
-        self._heap: list[tuple[float, int, int, dict]] = []  # (due, seq, attempt, event)
+        self._heap: list[tuple[float, int, int, str, dict]] = []  # (due, seq, attempt, destination, event)
         self._seq = itertools.count()
         self._in_flight = 0
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._sqs_clients: dict[tuple[str | None, str], Any] = {}
 
     def __call__(self, loop: dict) -> None:
         if loop.get("HumanLoopStatus") not in TERMINAL_STATUSES:
             return
         event = build_event(loop, region=self.options.region, account_id=self.options.account_id)
+        destinations = [name for name, on in ((self.WEBHOOK, self.options.event_webhook),
+                                              (self.QUEUE, self.options.event_queue_url)) if on]
         with self._cond:
-            heapq.heappush(self._heap, (time.monotonic(), next(self._seq), 1, event))
+            for destination in destinations:
+                heapq.heappush(self._heap, (time.monotonic(), next(self._seq), 1, destination, event))
             self._cond.notify()
 
     def start(self) -> EventSender:
@@ -165,11 +180,11 @@ class EventSender:
                         return
                     wait = self._heap[0][0] - now if self._heap else None
                     self._cond.wait(wait)
-                _due, _seq, attempt, event = heapq.heappop(self._heap)
+                _due, _seq, attempt, destination, event = heapq.heappop(self._heap)
                 self._in_flight += 1
             ok = False
             try:
-                ok = self._post(event)
+                ok = self._post(event) if destination == self.WEBHOOK else self._send_to_queue(event)
             finally:
                 with self._cond:
                     self._in_flight -= 1
@@ -177,19 +192,24 @@ class EventSender:
                         self.delivered += 1
                     elif attempt >= self.max_attempts:
                         self.dropped += 1
-                        logger.error("event %s for %s dropped after %d attempts", event["id"], event["resources"][0], attempt)
+                        logger.error("event %s for %s dropped after %d attempts to the %s", event["id"],
+                                     event["resources"][0], attempt, destination)
                     else:
                         backoff = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
-                        heapq.heappush(self._heap, (time.monotonic() + backoff, next(self._seq), attempt + 1, event))
+                        heapq.heappush(self._heap, (time.monotonic() + backoff, next(self._seq), attempt + 1,
+                                                    destination, event))
                     self._cond.notify_all()
 
     def _post(self, event: dict) -> bool:
-        """POST one event; True on a 2xx answer. Never raises."""
+        """POST one event to the webhook; True on a 2xx answer. Never raises."""
         url = self.options.event_webhook
         if not url:
             return True  # webhook switched off meanwhile: nothing to deliver to
         body = json.dumps(event).encode()
-        request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if self.options.event_webhook_token:
+            headers["Authorization"] = f"Bearer {self.options.event_webhook_token}"
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.request_timeout) as response:
                 response.read()
@@ -199,3 +219,49 @@ class EventSender:
         except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, bad URL
             logger.warning("event webhook %s unreachable for event %s: %s", url, event["id"], exc)
         return False
+
+    def _send_to_queue(self, event: dict) -> bool:
+        """SendMessage of one event (the body is the event JSON, as an EventBridge rule
+        target sends it); True when SQS accepted it. Never raises."""
+        url = self.options.event_queue_url
+        if not url:
+            return True  # switched off meanwhile
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._sqs_client(url).send_message(QueueUrl=url, MessageBody=json.dumps(event))
+            return True
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("event queue %s refused or unreachable for event %s: %s", url, event["id"], exc)
+        return False
+
+    def _sqs_client(self, queue_url: str):
+        """A boto3 SQS client for the queue's endpoint, created once (only the delivery thread calls this).
+
+        An AWS queue URL (https://sqs.<region>.amazonaws.com/...) uses boto3's own endpoint,
+        region from the URL and credentials from its chain; any other host (moto's SQS
+        locally) is the endpoint itself, with dummy credentials as for the local S3.
+        """
+        host = urlparse(queue_url).hostname or ""
+        parts = host.split(".")
+        on_aws = host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+        region = parts[1] if on_aws and len(parts) >= 4 and parts[0] == "sqs" else self.options.region
+        endpoint = None if on_aws else f"{urlparse(queue_url).scheme}://{urlparse(queue_url).netloc}"
+        key = (endpoint, region)
+        client = self._sqs_clients.get(key)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            kwargs = {}
+            if endpoint:
+                kwargs = {"endpoint_url": endpoint, "aws_access_key_id": "a2i-local", "aws_secret_access_key": "a2i-local"}
+            client = boto3.client(
+                "sqs", region_name=region,
+                # One attempt per delivery: the sender's own backoff is the retry rule.
+                config=Config(retries={"total_max_attempts": 1}, connect_timeout=self.request_timeout,
+                              read_timeout=self.request_timeout),
+                **kwargs,
+            )
+            self._sqs_clients[key] = client
+        return client

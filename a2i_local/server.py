@@ -53,7 +53,7 @@ class A2ILocalServer:
         self.faults = Faults(options)
         # Events and the workforce run threads, so they exist only when asked for.
         self.events: EventSender | None = None
-        if options.event_webhook:
+        if options.event_webhook or options.event_queue_url:
             self.events = EventSender(options)
             self.store.subscribe(self.events)
         self.workforce: Workforce | None = None

@@ -288,6 +288,19 @@ if env("EMAIL_URL", ""):
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "a2i-dashboard@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
+# --- A2I's EventBridge events (docs/events.md) ----------------------------------
+
+# The bearer token POST /events/eventbridge/ requires (an EventBridge connection sends it
+# as an API-key header); with none configured the endpoint answers 404.
+A2I_EVENTS_TOKEN = env("A2I_EVENTS_TOKEN", "")
+if A2I_EVENTS_TOKEN and len(A2I_EVENTS_TOKEN) < 32:
+    raise ImproperlyConfigured("A2I_EVENTS_TOKEN must be at least 32 characters (or unset, to turn the endpoint off)")
+# SQS queues `manage.py consume_events` reads (comma-separated; typically one per region).
+A2I_EVENTS_QUEUE_URLS = envlist("A2I_EVENTS_QUEUE_URLS", "")
+# Seconds between an event and the stats refresh it triggers: every event of that window
+# shares one refresh per flow definition (a constant, not an environment variable).
+A2I_EVENTS_STATS_DELAY = 5
+
 # --- Celery ------------------------------------------------------------------
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")

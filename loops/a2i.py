@@ -3,8 +3,9 @@
 Nothing else in the project imports boto3 or botocore. Endpoints, region and
 credentials come from boto3's own standard environment variables and chain
 (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME,
-AWS_ENDPOINT_URL_SAGEMAKER, AWS_ENDPOINT_URL_S3, AWS_PROFILE, roles...), so
-pointing the product at A2I Local or at AWS is configuration only.
+AWS_ENDPOINT_URL_SAGEMAKER, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SQS, AWS_PROFILE,
+roles...), so pointing the product at A2I Local or at AWS is configuration only.
+SQS carries A2I's EventBridge events to `manage.py consume_events`.
 
 Errors: botocore's ClientError propagates from the call functions (use
 `error_code` / `error_message` to read it); an unreachable endpoint or missing
@@ -43,6 +44,7 @@ __all__ = [
     "A2IUnavailable",
     "ClientError",
     "OutputUnavailable",
+    "delete_event_messages",
     "delete_human_loop",
     "describe_flow_definition",
     "describe_human_loop",
@@ -53,11 +55,14 @@ __all__ = [
     "open_human_loop_output",
     "listing_client",
     "read_human_loop_output",
+    "receive_event_messages",
     "region_of_arn",
+    "region_of_queue_url",
     "reset_clients",
     "runtime_client",
     "s3_client",
     "sagemaker_client",
+    "sqs_client",
     "stop_human_loop",
 ]
 
@@ -144,7 +149,11 @@ def _client(service: str, region: str, kind: str = "background"):
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = _get_session().client(service, region_name=region, config=_config(kind))
+                config = _config(kind)
+                if service == "sqs":
+                    # A long poll holds the connection open for its whole wait.
+                    config = config.merge(Config(read_timeout=max(settings.A2I_READ_TIMEOUT, LONG_POLL_SECONDS + 10)))
+                client = _get_session().client(service, region_name=region, config=config)
                 _clients[key] = client
     return client
 
@@ -171,6 +180,11 @@ def sagemaker_client(region: str):
 def s3_client(region: str, *, interactive: bool = False):
     """The S3 client (output.json) for `region`, cached per process."""
     return _client("s3", region, "interactive" if interactive else "background")
+
+
+def sqs_client(region: str):
+    """The SQS client (A2I's events, delivered to a queue) for `region`, cached per process."""
+    return _client("sqs", region)
 
 
 def reset_clients() -> None:
@@ -427,6 +441,49 @@ def _output_error(exc: ClientError, output_s3_uri: str, bucket: str) -> OutputUn
             f"No permission to read {output_s3_uri} (the dashboard needs s3:GetObject on it)", "AccessDenied"
         )
     return OutputUnavailable(f"Cannot read {output_s3_uri}: {error_message(exc)}", code or "error")
+
+
+# --- SQS: A2I's EventBridge events ------------------------------------------------
+
+# ReceiveMessage's longest wait (SQS long polling), and its largest batch.
+LONG_POLL_SECONDS = 20
+RECEIVE_BATCH = 10
+
+
+def receive_event_messages(queue_url: str, *, wait_seconds: int = LONG_POLL_SECONDS) -> list[dict]:
+    """ReceiveMessage: wait up to `wait_seconds` for at most 10 messages; returns SQS's
+    message dicts (MessageId, ReceiptHandle, Body). Each stays invisible to other
+    consumers for the queue's visibility timeout, and comes back unless deleted.
+    Raises ClientError (e.g. AWS.SimpleQueueService.NonExistentQueue) or A2IUnavailable.
+    """
+    client = sqs_client(region_of_queue_url(queue_url))
+    response = _call(client.receive_message, QueueUrl=queue_url, MaxNumberOfMessages=RECEIVE_BATCH,
+                     WaitTimeSeconds=wait_seconds)
+    return response.get("Messages", [])
+
+
+def delete_event_messages(queue_url: str, receipt_handles: list[str]) -> list[str]:
+    """DeleteMessageBatch (at most 10 handles); returns the handles SQS did not delete
+    (they come back after the visibility timeout). Raises ClientError or A2IUnavailable."""
+    if not receipt_handles:
+        return []
+    client = sqs_client(region_of_queue_url(queue_url))
+    entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(receipt_handles)]
+    response = _call(client.delete_message_batch, QueueUrl=queue_url, Entries=entries)
+    return [receipt_handles[int(failed["Id"])] for failed in response.get("Failed", [])]
+
+
+def region_of_queue_url(queue_url: str) -> str:
+    """The region of an SQS queue URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`, or
+    the legacy `https://<region>.queue.amazonaws.com/...`); for any other host (a local SQS)
+    the first of A2I_REGIONS."""
+    host = (urlparse(queue_url).hostname or "").lower()
+    parts = host.split(".")
+    if len(parts) >= 4 and parts[0] == "sqs" and parts[2] == "amazonaws":
+        return parts[1]
+    if len(parts) >= 4 and parts[1] == "queue" and parts[2] == "amazonaws":
+        return parts[0]
+    return settings.A2I_REGIONS[0]
 
 
 # --- ARNs ----------------------------------------------------------------------

@@ -33,6 +33,7 @@ from loops.models import (
     HumanLoopStatusChange,
     LoopAction,
     LoopActionBatch,
+    ReceivedEvent,
     SyncRun,
     WorkerHeartbeat,
 )
@@ -71,7 +72,7 @@ class FlowDefinitionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 class StatusChangeInline(ReadOnlyInline):
     model = HumanLoopStatusChange
-    fields = readonly_fields = ("from_status", "to_status", "observed_at")
+    fields = readonly_fields = ("from_status", "to_status", "observed_at", "source")
     verbose_name_plural = "Status history"
 
 
@@ -205,6 +206,16 @@ class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("flow_definition__name", "flow_definition__arn", "error")
     date_hierarchy = "started_at"
     list_select_related = ("flow_definition",)
+
+
+@admin.register(ReceivedEvent)
+class ReceivedEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("received_at", "event_id", "loop", "status", "event_time", "transport", "result")
+    list_filter = ("result", "transport", "status", "received_at")
+    search_fields = ("=event_id", "=loop__name")
+    date_hierarchy = "received_at"
+    list_select_related = ("loop",)
+    show_full_result_count = False
 
 
 @admin.register(WorkerHeartbeat)

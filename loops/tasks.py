@@ -1,7 +1,7 @@
 """Every Celery task: thin adapters over loops.services. They take ARNs and ids, never model instances.
 
-This module is also where work is handed to a worker (`dispatch_batch`): services
-know nothing of Celery.
+This module is also where work is handed to a worker (`dispatch_batch`, `after_events`):
+services know nothing of Celery.
 
 Only transient failures are retried: A2IUnavailable (endpoint unreachable,
 connection dropped) with exponential backoff, a few times. Throttling and 5xx
@@ -16,12 +16,14 @@ from datetime import datetime
 from celery import chord, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from loops.a2i import A2IUnavailable
 from loops.models import FlowDefinition, FlowDefinitionStatus, LoopActionBatch, WorkerHeartbeat
 from loops.services import actions, alerts, answers, discovery, metrics, notify, reviewers, stats, sync, sync_distributed
+from loops.services.events import ApplyReport
 
 logger = logging.getLogger(__name__)
 
@@ -225,3 +227,47 @@ def deliver_notification(self, delivery_id: int) -> str:
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return outcome.status
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def refresh_flow_definition_stats(flow_definition_id: int) -> bool:
+    """Recompute one flow definition's overview stats; False when it no longer exists."""
+    fd = FlowDefinition.objects.filter(pk=flow_definition_id).first()
+    if fd is None:
+        return False
+    stats.refresh_flow_definition_stats(fd)
+    return True
+
+
+def after_events(report: ApplyReport) -> None:
+    """Queue what applied events call for: discovery of flow definitions first heard of
+    from an event, and a stats refresh of each flow definition they changed, debounced.
+
+    Never raises: the events are applied whatever happens here, and a sender must not
+    deliver them again because the broker is down (the next sync refreshes the stats).
+    """
+    try:
+        if report.to_discover:
+            discover_flow_definitions.delay()
+        refresh_stats_soon(report.flow_definition_ids)
+        if report.completed and cache.add("loops:events:answers-queued", True, timeout=settings.A2I_EVENTS_STATS_DELAY):
+            # One ingestion run for every Completed event of the window, not one per loop.
+            ingest_answers.apply_async(countdown=settings.A2I_EVENTS_STATS_DELAY)
+    except Exception:  # the broker's errors come from several libraries (kombu, redis, OSError)
+        logger.exception("could not queue the follow-up work of applied events")
+
+
+def refresh_stats_soon(flow_definition_ids) -> None:
+    """Refresh these flow definitions' stats A2I_EVENTS_STATS_DELAY seconds from now, once
+    for every event of that window: the first caller of a window queues the refresh (a
+    cache key that lives as long as the window says it is queued), the others rely on it.
+    It runs after every event that relied on it, so none is left out.
+
+    The key lives in Django's cache, which is per process unless CACHES names a shared
+    one: each web or consumer process then queues at most one refresh per flow
+    definition and window.
+    """
+    delay = settings.A2I_EVENTS_STATS_DELAY
+    for fd_id in flow_definition_ids:
+        if cache.add(f"loops:events:stats-queued:{fd_id}", True, timeout=delay):
+            refresh_flow_definition_stats.apply_async((fd_id,), countdown=delay)

@@ -1,9 +1,10 @@
 """Every URL of the dashboard: the pages (namespace "loops"), the stop/delete actions ("actions"),
-and the machine-readable endpoints (/metrics, /health/, /badges/)."""
+the machine-readable endpoints (/metrics, /health/, /badges/) and the endpoint A2I's
+EventBridge events are POSTed to ("events")."""
 
 from django.urls import include, path, re_path
 
-from loops.views import actions, alerts, flow_definitions, loop, loop_list, monitoring, overview, reviewers, sync, tokens
+from loops.views import actions, alerts, events, flow_definitions, loop, loop_list, monitoring, overview, reviewers, sync, tokens
 
 action_patterns = [
     path("confirm/", actions.confirm, name="confirm"),
@@ -43,8 +44,13 @@ monitoring_patterns = [
     re_path(r"^badges/(?P<name>[A-Za-z0-9-]{1,63})\.(?P<extension>svg|json)$", monitoring.badge_view, name="badge"),
 ]
 
+event_patterns = [
+    path("eventbridge/", events.eventbridge, name="eventbridge"),
+]
+
 urlpatterns = [
     path("actions/", include((action_patterns, "actions"))),
+    path("events/", include((event_patterns, "events"))),
     path("", include((page_patterns, "loops"))),
     path("", include((monitoring_patterns, "monitoring"))),
 ]

@@ -8,7 +8,8 @@ Steps, in order:
      rules; e-mail goes to files in var/mail/ (printed);
   3. start moto's S3 server; seed A2I Local's SQLite store once (skipped when the file
      exists), with output.json for the most recent Completed loops;
-  4. start A2I Local (simulated workforce, new loops arriving), a Celery worker and
+  4. start A2I Local (simulated workforce, new loops arriving, its status-change events
+     POSTed to the dashboard's endpoint with a generated token), a Celery worker and
      beat, run one sync and read the newest loops' answers so the first pages are
      populated, then start the web server (gunicorn, or runserver with autoreload when
      RUN_RELOAD=1) and print its URL and the login.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -166,6 +168,9 @@ def build_env() -> tuple[dict[str, str], str]:
     # Alert e-mails land as files a newcomer can open; links point at this web server.
     env.setdefault("EMAIL_URL", f"file://{VAR / 'mail'}")
     env.setdefault("A2I_SITE_URL", f"http://{HOST}:{WEB_PORT}")
+    # A2I Local sends its events to the web server with this token (docs/events.md).
+    if not env.get("A2I_EVENTS_TOKEN"):
+        env["A2I_EVENTS_TOKEN"] = secrets.token_urlsafe(32)
 
     if env.get("CELERY_BROKER_URL"):
         return env, f"CELERY_BROKER_URL={env['CELERY_BROKER_URL']} (as configured)"
@@ -233,7 +238,9 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
         "a2i-local",
         [PYTHON, "-m", "a2i_local", "serve", "--host", HOST, "--port", str(A2I_PORT), "--db", str(a2i_db),
          "--region", env["AWS_DEFAULT_REGION"], "--workforce", "--workforce-start-rate", START_RATE,
-         "--s3-endpoint", f"http://{HOST}:{S3_PORT}"],
+         "--s3-endpoint", f"http://{HOST}:{S3_PORT}",
+         # Events POSTed before the web server listens are retried (for about 2 minutes).
+         "--event-webhook", f"http://{HOST}:{WEB_PORT}/events/eventbridge/", "--event-webhook-token", env["A2I_EVENTS_TOKEN"]],
         env,
     )
     wait_for_port(a2i, A2I_PORT)

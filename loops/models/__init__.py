@@ -6,11 +6,13 @@
     alerts   AlertRule, AlertState, AlertTransition, AlertChannel, AlertDelivery, MetricRollup
     tokens   ApiToken
     answers  HumanAnswer (one row per reviewer's answer), ReviewerStats (the reviewers page)
+    events   ReceivedEvent (A2I's EventBridge events as received)
 """
 
 from loops.models.actions import LoopAction, LoopActionBatch
 from loops.models.alerts import AlertChannel, AlertDelivery, AlertRule, AlertState, AlertTransition, MetricRollup
 from loops.models.answers import HumanAnswer, ReviewerStats
+from loops.models.events import ReceivedEvent
 from loops.models.mirror import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -46,6 +48,7 @@ __all__ = [
     "LoopActionBatch",
     "MetricRollup",
     "ReviewerStats",
+    "ReceivedEvent",
     "SyncRun",
     "WorkerHeartbeat",
 ]

@@ -1,7 +1,7 @@
 """The local copy of A2I's state: flow definitions, loops and their status history.
 
-Rows that mirror A2I (FlowDefinition, HumanLoop) are written only by the sync
-and action services; nobody edits them by hand. A loop deleted in A2I is kept
+Rows that mirror A2I (FlowDefinition, HumanLoop) are written only by the sync,
+event and action services; nobody edits them by hand. A loop deleted in A2I is kept
 here as history with `deleted_upstream` set.
 """
 
@@ -110,9 +110,10 @@ class HumanLoop(models.Model):
     output_s3_uri = models.CharField("output S3 URI", max_length=1024, blank=True)
 
     first_seen_at = models.DateTimeField()
-    # When a sync or an action last wrote this row (unchanged loops are not rewritten).
+    # When a sync, an event or an action last wrote this row (unchanged loops are not rewritten).
     last_seen_at = models.DateTimeField()
-    # When this row's status last changed (observed), for "stuck" and review-time views.
+    # When this row's status last changed, for "stuck" and review-time views: A2I's time
+    # when an EventBridge event said so, otherwise when the dashboard observed it.
     status_changed_at = models.DateTimeField()
     # A loop deleted in A2I stays here as history.
     deleted_upstream = models.BooleanField(default=False)
@@ -203,7 +204,16 @@ class HumanLoop(models.Model):
 
 
 class HumanLoopStatusChange(models.Model):
-    """One row per observed status transition (from_status is empty on first sight)."""
+    """One row per status transition (from_status is empty on first sight).
+
+    `observed_at` is A2I's own time of the change when `source` is "event" (the
+    EventBridge event's `time`), otherwise when the dashboard observed it.
+    """
+
+    class Source(models.TextChoices):
+        EVENT = "event", "A2I event"  # the time is A2I's
+        SYNC = "sync", "Sync"  # observed: a sync's listing, or "refresh from A2I"
+        ACTION = "action", "Action"  # observed: written by a stop/delete action
 
     # No index of its own: change_loop_observed (loop, observed_at) serves loop_id lookups.
     # No foreign-key constraint in the database either: PostgreSQL checks one with a
@@ -216,6 +226,9 @@ class HumanLoopStatusChange(models.Model):
     from_status = models.CharField(max_length=16, choices=HumanLoopStatus.choices, blank=True)
     to_status = models.CharField(max_length=16, choices=HumanLoopStatus.choices)
     observed_at = models.DateTimeField()
+    # db_default too: the sync's page statements (services.sync_sql) insert history rows
+    # in raw SQL without naming this column, and must keep doing so.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.SYNC, db_default=Source.SYNC)
 
     class Meta:
         ordering = ["observed_at", "id"]

@@ -12,7 +12,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from loops import a2i
-from loops.models import HumanLoop, HumanLoopStatusChange
+from loops.models import TERMINAL_STATUSES, HumanLoop, HumanLoopStatusChange
+
+Source = HumanLoopStatusChange.Source
 
 
 def set_loop_status(
@@ -22,17 +24,24 @@ def set_loop_status(
     failure_code: str = "",
     failure_reason: str = "",
     observed_at: datetime | None = None,
+    source: str = Source.ACTION,
 ) -> bool:
     """Write `status` (and the failure fields) to the loop's row; return whether the status changed.
 
     Side effects: updates the row (and the `loop` instance), and adds one
-    HumanLoopStatusChange when the status differs from the stored one. The stored
-    status is read under a row lock, so a concurrent sync page and an action
-    cannot both record the same transition.
+    HumanLoopStatusChange (with `source`) when the status differs from the stored
+    one. The stored status is read under a row lock, so a concurrent sync page, an
+    event and an action cannot both record the same transition.
+
+    An action never moves a terminal loop back (to Stopping after a stop call): when
+    A2I's event for the end of the loop arrived between the call and this write, the
+    stored status is newer than the action's, and nothing is written.
     """
     now = observed_at or timezone.now()
     with transaction.atomic():
         current = HumanLoop.objects.select_for_update().values_list("status", flat=True).get(pk=loop.pk)
+        if source == Source.ACTION and current in TERMINAL_STATUSES and status not in TERMINAL_STATUSES:
+            return False
         changed = current != status
         fields = {
             "status": status,
@@ -42,7 +51,9 @@ def set_loop_status(
         }
         if changed:
             fields["status_changed_at"] = now
-            HumanLoopStatusChange.objects.create(loop_id=loop.pk, from_status=current, to_status=status, observed_at=now)
+            HumanLoopStatusChange.objects.create(
+                loop_id=loop.pk, from_status=current, to_status=status, observed_at=now, source=source
+            )
         HumanLoop.objects.filter(pk=loop.pk).update(**fields)
     for field, value in fields.items():
         setattr(loop, field, value)
@@ -59,11 +70,12 @@ def mark_loop_deleted_upstream(loop: HumanLoop, *, observed_at: datetime | None 
         loop.deleted_upstream, loop.deleted_upstream_at, loop.last_seen_at = True, now, now
 
 
-def refresh_loop(loop: HumanLoop) -> HumanLoop:
+def refresh_loop(loop: HumanLoop, *, source: str = Source.SYNC) -> HumanLoop:
     """DescribeHumanLoop now and apply the answer to the row; returns the refreshed loop.
 
-    A loop A2I no longer knows (ResourceNotFoundException) is marked deleted
-    upstream. Other ClientErrors and A2IUnavailable propagate, nothing written.
+    A status change is recorded with `source` (default "sync": like a sync, the refresh
+    observes A2I's state). A loop A2I no longer knows (ResourceNotFoundException) is
+    marked deleted upstream. Other ClientErrors and A2IUnavailable propagate, nothing written.
     """
     region = a2i.region_of_arn(loop.arn)
     try:
@@ -82,6 +94,7 @@ def refresh_loop(loop: HumanLoop) -> HumanLoop:
         failure_code=described.get("FailureCode") or "",
         failure_reason=described.get("FailureReason") or "",
         observed_at=now,
+        source=source,
     )
     # The loop exists in A2I, so it is not deleted (a name reused after a delete, or a
     # delete that A2I refused after we marked it).

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.apps import apps
 from django.db import transaction
 from django.db.models import Count, Max, Min, Model, QuerySet
 from django.utils import timezone
@@ -38,6 +37,7 @@ from loops.models import (
     LoopAction,
     LoopActionBatch,
     MetricRollup,
+    ReceivedEvent,
     SyncRun,
 )
 from loops.services.alerts import expiring_counts, expiring_cutoffs
@@ -47,43 +47,35 @@ FD_LABELS = ["flow_definition", "region"]
 # A row still unsettled (a sync still running, an action still pending) after this long is
 # counted as it stands, so one stuck row cannot hold the rollup back forever.
 SETTLE_LIMIT = timedelta(days=1)
-# The model of received EventBridge events (another part of the product); the events
-# counter is exported only when it exists. Its `result` field: applied, duplicate, stale, rejected.
-EVENTS_MODEL = ("loops", "EventReceipt")
 
 
 @dataclass(frozen=True)
 class CounterSource:
     """A table whose rows are counted by label values into one `_total` counter."""
 
-    model: Callable[[], type[Model] | None]
+    model: type[Model]
     labels: tuple[str, ...]
     # Rows that may still change their labels (created since `since`); None: rows never change.
     unsettled: Callable[[datetime], QuerySet] | None
 
 
-def _events_model() -> type[Model] | None:
-    try:
-        return apps.get_model(*EVENTS_MODEL)
-    except LookupError:
-        return None
-
-
 SOURCES = {
     "sync_runs": CounterSource(
-        lambda: SyncRun, ("kind", "outcome"),
+        SyncRun, ("kind", "outcome"),
         # Index syncrun_outcome_started.
         lambda since: SyncRun.objects.filter(outcome=SyncRun.Outcome.RUNNING, started_at__gte=since),
     ),
     "actions": CounterSource(
-        lambda: LoopAction, ("action", "outcome"),
+        LoopAction, ("action", "outcome"),
         # Pending rows of unfinished batches (index action_batch_outcome).
         lambda since: LoopAction.objects.filter(
             outcome=LoopAction.Outcome.PENDING, created_at__gte=since,
             batch__state__in=[LoopActionBatch.State.PENDING, LoopActionBatch.State.RUNNING],
         ),
     ),
-    "events": CounterSource(_events_model, ("result",), None),
+    # Received EventBridge events by result (applied, duplicate, stale); a rejected request
+    # writes no row, so it is not counted here. Rows never change once written.
+    "events": CounterSource(ReceivedEvent, ("result",), None),
 }
 
 
@@ -101,9 +93,7 @@ def roll_up_counters(now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     added = {}
     for name, source in SOURCES.items():
-        model = source.model()
-        if model is None:
-            continue
+        model = source.model
         with transaction.atomic():
             MetricRollup.objects.get_or_create(source=name)
             rollup = MetricRollup.objects.select_for_update().get(source=name)
@@ -130,13 +120,10 @@ def _counts(queryset: QuerySet, labels: tuple[str, ...]) -> Counter:
     return Counter({_key(row[:-1]): row[-1] for row in rows})
 
 
-def counter_totals(name: str) -> dict[tuple[str, ...], int] | None:
-    """Label values -> total rows for one source: its rollup plus the rows after it. None when
-    the source's model does not exist."""
+def counter_totals(name: str) -> dict[tuple[str, ...], int]:
+    """Label values -> total rows for one source: its rollup plus the rows after it."""
     source = SOURCES[name]
-    model = source.model()
-    if model is None:
-        return None
+    model = source.model
     rollup = MetricRollup.objects.filter(source=name).first()
     totals = Counter(rollup.counts if rollup else {})
     totals.update(_counts(model.objects.filter(pk__gt=rollup.upto_id if rollup else 0), source.labels))
@@ -195,8 +182,6 @@ class DashboardCollector:
         }
         for name, (metric, text) in described.items():
             totals = counter_totals(name)
-            if totals is None:
-                continue  # no such model in this installation
             family = CounterMetricFamily(metric, text, labels=list(SOURCES[name].labels))
             for labels, n in sorted(totals.items()):
                 family.add_metric(list(labels), n)

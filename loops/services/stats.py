@@ -14,7 +14,7 @@ The stored document (all times ISO-8601 UTC strings, version 2):
       "deleted_count": 3,                                          # deleted upstream
       "total": 95,
       "oldest_in_progress": "..." | null,                          # creation_time
-      "completed_24h": 7,                                          # observed completions
+      "completed_24h": 7,                                          # completions (A2I's or observed time)
       "failure_codes": {"Expired": 2, "InternalError": 1},
       "failure_rate": 0.04 | null,                                 # Failed / (Completed + Failed)
       "review_seconds": {"median": 130.0, "p90": 901.5, "samples": 70,  # see _review_seconds
@@ -36,6 +36,8 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from loops.models import FlowDefinition, HumanAnswer, HumanLoop, HumanLoopStatus, HumanLoopStatusChange
+
+Source = HumanLoopStatusChange.Source
 
 STATS_VERSION = 3
 # Review times are taken from completions observed in this window: recent enough to
@@ -84,9 +86,10 @@ def compute_flow_definition_stats(flow_definition_id: int, *, now) -> dict:
         .first()
     )
 
-    # Index change_status_observed: completions observed in the last 24 hours. A loop
-    # first seen already Completed (from_status "") only counts when it was created in
+    # Index change_status_observed: completions in the last 24 hours. A loop first seen
+    # already Completed (from_status "") by a sync only counts when it was created in
     # those 24 hours: otherwise the first sync of an old account would count its history.
+    # One first seen through A2I's event carries the time of its completion.
     cutoff = now - timedelta(hours=24)
     completed_24h = (
         HumanLoopStatusChange.objects.filter(
@@ -94,7 +97,7 @@ def compute_flow_definition_stats(flow_definition_id: int, *, now) -> dict:
             observed_at__gte=cutoff,
             loop__flow_definition_id=flow_definition_id,
         )
-        .filter(Q(from_status__gt="") | Q(loop__creation_time__gte=cutoff))
+        .filter(Q(from_status__gt="") | Q(source=Source.EVENT) | Q(loop__creation_time__gte=cutoff))
         .count()
     )
 
@@ -171,13 +174,14 @@ def _agreement(flow_definition_id: int, *, since) -> dict:
 
 
 def _observed_review_seconds(flow_definition_id: int, *, since) -> dict:
-    """Median and p90 of (observed completion - creation), over observed transitions only
-    (the most recent REVIEW_SAMPLE of them in the window): what the sync saw, at most one
-    sync interval late, used until the answers of the flow definition's loops are read.
+    """Median and p90 of (completion - creation), over the most recent REVIEW_SAMPLE
+    completions of the window whose time is known, used until the answers of the flow
+    definition's loops are read.
 
-    A HumanLoopStatusChange with an empty from_status is the first sight of a loop
-    that was already Completed (e.g. the first full sync): its observed_at says when
-    we looked, not when the reviewer finished, so it is left out.
+    The completion time is A2I's where an EventBridge event gave it (source "event"),
+    else when the dashboard observed it. A sync's first sight of a loop that was already
+    Completed (empty from_status, e.g. the first full sync) says when we looked, not
+    when the reviewer finished, so it is left out; an event's first sight is exact.
     """
     changes = (
         HumanLoopStatusChange.objects.filter(
@@ -185,7 +189,7 @@ def _observed_review_seconds(flow_definition_id: int, *, since) -> dict:
             observed_at__gte=since,
             loop__flow_definition_id=flow_definition_id,
         )
-        .exclude(from_status="")
+        .exclude(Q(from_status="") & ~Q(source=Source.EVENT))
         .order_by("-observed_at")  # newest first: index change_status_observed, backwards
         .values_list("observed_at", "loop__creation_time")[:REVIEW_SAMPLE]
     )

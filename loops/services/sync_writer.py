@@ -25,7 +25,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, reset_queries, 
 from django.utils import timezone
 
 from loops import a2i
-from loops.models import FlowDefinition, HumanLoopStatus
+from loops.models import TERMINAL_STATUSES, FlowDefinition, HumanLoopStatus
 from loops.services import sync_sql
 from loops.services.sync_listing import Listed
 from loops.services.sync_sql import LoopChange, LoopRow
@@ -131,6 +131,10 @@ def write_page(fd: FlowDefinition, summaries: list[dict], *, pages: int = 1) -> 
             ):
                 continue
             reborn = old.creation_time != row.creation_time  # the name was reused after a delete: a new loop
+            if not reborn and old.status in TERMINAL_STATUSES and row.status not in TERMINAL_STATUSES:
+                # A2I never moves a loop back; this page was listed before an event (or an
+                # action) recorded the end of the loop. The next listing agrees.
+                continue
             if reborn or old.status != row.status:
                 changes.append(LoopChange(old.id, row, "" if reborn else old.status))
                 if row.status == HumanLoopStatus.FAILED:

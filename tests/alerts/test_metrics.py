@@ -8,7 +8,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from loops.models import AlertState, HumanLoop, LoopAction, LoopActionBatch, MetricRollup, SyncRun
+from loops.models import AlertState, HumanLoop, LoopAction, LoopActionBatch, MetricRollup, ReceivedEvent, SyncRun
 from loops.services import metrics
 from loops.services.alerts import evaluate_rules
 from loops.services.tokens import create_token
@@ -74,15 +74,20 @@ def test_metrics_equal_the_database(world, metrics_client, settings):
     assert labels_seen <= {"flow_definition", "region", "status", "quantile", "kind", "outcome", "action", "rule", "result"}
 
 
-def test_without_an_events_model_there_is_no_events_counter(db, metrics_client):
-    from django.apps import apps
-
-    try:
-        apps.get_model(*metrics.EVENTS_MODEL)
-    except LookupError:
-        assert not any(name.startswith("a2i_events_received") for name, _ in scrape(**metrics_client))
-    else:
-        assert ("a2i_events_received_total", frozenset()) not in scrape(**metrics_client)
+def test_the_events_counter_counts_received_events_by_result(world, metrics_client):
+    now = timezone.now()
+    for n, result in enumerate(["applied", "applied", "duplicate", "stale"]):
+        ReceivedEvent.objects.create(
+            event_id=f"e-{n if result != 'duplicate' else 0}", received_at=now, event_time=now,
+            transport="https", status="Completed", result=result,
+        )
+    metrics.roll_up_counters()
+    ReceivedEvent.objects.create(event_id="e-9", received_at=now, event_time=now, transport="sqs", status="Failed", result="applied")
+    samples = scrape(**metrics_client)
+    # The rollup's totals plus the row written after it.
+    assert value(samples, "a2i_events_received_total", result="applied") == 3
+    assert value(samples, "a2i_events_received_total", result="duplicate") == 1
+    assert value(samples, "a2i_events_received_total", result="stale") == 1
 
 
 def test_counters_stay_exact_across_rollups_and_unfinished_rows(world, operator, metrics_client):
