@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
@@ -33,3 +34,19 @@ def requires(permission: str, role: str):
 
 viewer_required = requires(VIEW_LOOPS, "viewer")
 auditor_required = requires(AUDIT, "auditor")
+
+
+def client_ip(request) -> str | None:
+    """The client's address, for login throttling (django-axes' AXES_CLIENT_IP_CALLABLE).
+
+    Without a proxy (TRUSTED_PROXIES=0) it is the peer's address. Behind N proxies that
+    each append the address they received the request from to X-Forwarded-For, it is the
+    N-th entry from the right: entries further left were written by the client and could
+    be forged to dodge the lock-out.
+    """
+    proxies = settings.TRUSTED_PROXIES
+    if proxies > 0:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies][:64]
+    return request.META.get("REMOTE_ADDR")
