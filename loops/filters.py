@@ -9,7 +9,8 @@ The loop list's contract:
     created_before   ISO-8601, same rules; exclusive (<)
     name             case-insensitive "contains"
     failure_code     exact (ValidationError, Expired, InternalError, ...)
-    deleted          on/true/1: include loops deleted upstream (off by default)
+    deleted          1/true/yes/on: include loops deleted upstream; 0/false/no/off or absent: not
+                     (anything else is an error)
 
 The actions use the same FilterSet to resolve "all N loops matching these
 filters", so it must stay free of view concerns.
@@ -24,6 +25,7 @@ from django import forms
 from django.db.models import Q
 from django.utils import timezone
 
+from loops.fields import IdField, StrictBooleanField, UTCDateTimeField
 from loops.models import FlowDefinition, HumanLoop, HumanLoopStatus, LoopAction, LoopActionBatch
 
 WINDOWS = {
@@ -78,6 +80,18 @@ class FlowDefinitionFilter(django_filters.MultipleChoiceFilter):
         return qs.filter(flow_definition_id__in=ids)
 
 
+class UTCDateTimeFilter(django_filters.DateTimeFilter):
+    field_class = UTCDateTimeField
+
+
+class IdFilter(django_filters.Filter):
+    field_class = IdField
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
 class LoopFilterForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
@@ -103,13 +117,13 @@ class LoopFilter(django_filters.FilterSet):
         empty_label=None,
         method="filter_window",
     )
-    created_after = django_filters.DateTimeFilter(
+    created_after = UTCDateTimeFilter(
         label="Created after (UTC)",
         field_name="creation_time",
         lookup_expr="gte",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"),
     )
-    created_before = django_filters.DateTimeFilter(
+    created_before = UTCDateTimeFilter(
         label="Created before (UTC)",
         field_name="creation_time",
         lookup_expr="lt",
@@ -117,11 +131,7 @@ class LoopFilter(django_filters.FilterSet):
     )
     name = django_filters.CharFilter(label="Name contains", field_name="name", lookup_expr="icontains", max_length=63)
     failure_code = django_filters.CharFilter(label="Failure code", field_name="failure_code", max_length=32)
-    deleted = django_filters.BooleanFilter(
-        label="Include loops deleted upstream",
-        widget=forms.CheckboxInput,
-        method="filter_deleted",
-    )
+    deleted = StrictBooleanFilter(label="Include loops deleted upstream", method="filter_deleted")
 
     class Meta:
         model = HumanLoop
@@ -173,7 +183,7 @@ class LoopActionFilter(django_filters.FilterSet):
     outcome = django_filters.ChoiceFilter(choices=LoopAction.Outcome.choices)
     user = django_filters.CharFilter(label="User", field_name="user__username", lookup_expr="iexact", max_length=150)
     loop = django_filters.CharFilter(label="Loop name contains", field_name="loop__name", lookup_expr="icontains", max_length=63)
-    batch = django_filters.NumberFilter(field_name="batch_id", min_value=1)
+    batch = IdFilter(field_name="batch_id")
 
     class Meta:
         model = LoopAction
