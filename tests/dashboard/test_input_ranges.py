@@ -9,7 +9,7 @@ admin's "?e=1".
 import json
 
 import pytest
-from django.db import connection
+from django.db import connections
 from django.test import Client
 
 from loops.models import HumanLoop, LoopAction, LoopActionBatch
@@ -175,7 +175,7 @@ def test_the_audit_csv_neutralises_formulas_in_reasons_and_details(world, audito
 def test_an_export_that_fails_midway_ends_detectably_and_is_logged(world, viewer, monkeypatch, caplog, export):
     # One row per FETCH, so the export is still reading when its connection is killed.
     monkeypatch.setattr(loop_list_service, "EXPORT_CHUNK_SIZE", 1)
-    from django.db import connections
+
 
     client = Client()
     client.force_login(viewer)
