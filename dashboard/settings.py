@@ -247,14 +247,23 @@ A2I_SYNC_DESCRIBE_LIMIT = envint("A2I_SYNC_DESCRIBE_LIMIT", "50")
 A2I_STATS_MAX_AGE = envint("A2I_STATS_MAX_AGE", "120")
 # Selections larger than this run as a Celery task with progress.
 A2I_BULK_ACTION_THRESHOLD = envint("A2I_BULK_ACTION_THRESHOLD", "20")
+# The most time (s) a small batch may spend calling A2I inside the web request that
+# confirmed it, with the interactive client; the loops left then go to a worker.
+A2I_ACTION_INLINE_SECONDS = envint("A2I_ACTION_INLINE_SECONDS", "8")
+# The "discover flow definitions now" button runs at most once per this many seconds.
+A2I_DISCOVER_NOW_INTERVAL = envint("A2I_DISCOVER_NOW_INTERVAL", "60")
 # Tuning of the stop/delete actions (constants, not environment variables): the
 # service's own retries of a call still throttled after botocore's, with exponential
 # backoff and full jitter from this first delay; how long stop-then-delete waits for
-# Stopped, polling DescribeHumanLoop from this first interval.
+# Stopped, polling DescribeHumanLoop from this first interval; the settle margin.
 A2I_ACTION_THROTTLE_RETRIES = 5
 A2I_ACTION_THROTTLE_BACKOFF_SECONDS = 1.0
 A2I_ACTION_STOP_WAIT_SECONDS = 120
 A2I_ACTION_POLL_SECONDS = 0.5
+# A stop or delete A2I never answered ("unknown") is settled as not received only when
+# the loop is seen unchanged at least this long after the call (A2I may act on a request
+# it received late); the settle task describes such loops after this delay.
+A2I_ACTION_SETTLE_MARGIN_SECONDS = 60
 
 # --- Celery ------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ check permissions, and by the tests that build users, so the three cannot disagr
     auditor   the same, plus the audit log and every action batch (who stopped or
               deleted what, and why)
     operator  the same as auditor, plus stop_humanloop and delete_humanloop (stop and
-              delete loops *in A2I*)
+              delete loops *in A2I*) and discover_flowdefinition (run a discovery now)
 
 A logged-in user in no group sees a page asking them to ask an administrator.
 """
@@ -22,17 +22,19 @@ READ = [f"view_{model}" for model in ("flowdefinition", "humanloop", "humanloops
 AUDIT_READ = ["view_loopactionbatch", "view_loopaction", "audit_loopaction"]
 STOP = "stop_humanloop"
 DELETE = "delete_humanloop"
+DISCOVER = "discover_flowdefinition"
 
 # Group name -> codenames of the loops app's permissions it holds (exactly those).
 GROUPS: dict[str, list[str]] = {
     "viewer": READ,
     "auditor": READ + AUDIT_READ,
-    "operator": READ + AUDIT_READ + [STOP, DELETE],
+    "operator": READ + AUDIT_READ + [STOP, DELETE, DISCOVER],
 }
 
 # The permissions the views check, as "app_label.codename".
 VIEW_LOOPS = "loops.view_humanloop"  # every dashboard page
 AUDIT = "loops.audit_loopaction"  # the audit log, every action batch, the reasons given
+DISCOVER_NOW = f"loops.{DISCOVER}"  # the "discover flow definitions now" button
 
 # Action (LoopActionBatch.Action value) -> the permissions it needs, as "app_label.codename".
 ACTION_PERMISSIONS: dict[str, tuple[str, ...]] = {

@@ -29,9 +29,9 @@ def test_an_auditor_reads_the_audit_trail_but_may_not_stop_or_delete():
     assert perms(Group.objects.get(name="auditor")) == READ | AUDIT
 
 
-def test_an_operator_may_stop_and_delete():
+def test_an_operator_may_stop_and_delete_and_run_a_discovery_now():
     operator = Group.objects.get(name="operator")
-    assert perms(operator) == READ | AUDIT | {"stop_humanloop", "delete_humanloop"}
+    assert perms(operator) == READ | AUDIT | {"stop_humanloop", "delete_humanloop", "discover_flowdefinition"}
     user = User.objects.create_user("op", password="x")
     user.groups.add(operator)
     user = User.objects.get(pk=user.pk)  # fresh permission cache
