@@ -58,7 +58,7 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEBUG el
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "dashboard.admin_site.AdminConfig",  # django.contrib.admin, with its site's input checked
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -204,6 +204,8 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # peer's address); entries to the left of those could be forged by the client.
 TRUSTED_PROXIES = envint("TRUSTED_PROXIES", "0")
 AXES_CLIENT_IP_CALLABLE = "loops.views.access.client_ip"
+# The username an attempt is counted under, cut to what django-axes' tables hold.
+AXES_USERNAME_CALLABLE = "loops.views.access.login_username"
 
 LOGGING = {
     "version": 1,

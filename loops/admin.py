@@ -7,15 +7,10 @@ and nothing is added or deleted locally. "Delete" on a loop means *delete in A2I
 
 from __future__ import annotations
 
-from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.utils import NotRelationField, get_fields_from_path
-from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import FieldDoesNotExist, PermissionDenied
-from django.db import models
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
@@ -23,7 +18,6 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from loops import tasks
-from loops.fields import MAX_ID, UTCDateTimeField, parse_id
 from loops.forms import CONFIRM_SAMPLE, ReasonForm
 from loops.models import (
     FailureCode,
@@ -41,65 +35,7 @@ from loops.services import audit as audit_service
 from loops.tables import PlannedLoopTable
 
 
-class BoundedChangeList(ChangeList):
-    """Django's ChangeList, with query values checked against what Python and the database hold.
-
-    The date hierarchy builds datetimes from `<field>__year/month/day` (year 9999 or a
-    huge year overflows), and list filters pass date strings and ids straight to the
-    query (a date out of range in UTC, or an id beyond 64 bits, fails in the database
-    driver while the page renders). Each becomes IncorrectLookupParameters, which the
-    admin answers as it does for any bad filter: the list with "?e=1".
-    """
-
-    def get_filters(self, request):
-        self._check_values(request)
-        try:
-            return super().get_filters(request)
-        except (OverflowError, ValueError) as exc:
-            raise IncorrectLookupParameters(exc) from exc
-
-    def _check_values(self, request) -> None:
-        for key, values in request.GET.lists():
-            field = self._field_of(key)
-            for value in values:
-                if isinstance(field, models.DateTimeField) and value:
-                    try:
-                        UTCDateTimeField().to_python(value)
-                    except forms.ValidationError as exc:
-                        if exc.code == "out_of_range":
-                            raise IncorrectLookupParameters(exc.messages[0]) from exc
-                elif isinstance(field, (models.AutoField, models.ForeignKey, models.IntegerField)) and value.strip().lstrip("-").isdigit():
-                    if abs(int(value)) > MAX_ID:
-                        raise IncorrectLookupParameters(f"{key}: {value[:30]} is out of range")
-
-    def _field_of(self, key: str):
-        parts = key.split("__")
-        for end in (len(parts), len(parts) - 1):
-            if end < 1:
-                continue
-            try:
-                return get_fields_from_path(self.model, "__".join(parts[:end]))[-1]
-            except (FieldDoesNotExist, NotRelationField, AttributeError, IndexError):
-                continue
-        return None
-
-
-class BoundedInputMixin:
-    """Every admin of ours: the list's filters and date hierarchy bounded (BoundedChangeList),
-    and an action's `_selected_action` values checked to be ids before any query."""
-
-    def get_changelist(self, request, **kwargs):
-        return BoundedChangeList
-
-    def response_action(self, request, queryset):
-        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
-        if any(parse_id(value) is None for value in selected):
-            self.message_user(request, f"Invalid selection: items are chosen by their ids (1 to {MAX_ID}).", messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
-        return super().response_action(request, queryset)
-
-
-class ReadOnlyMixin(BoundedInputMixin):
+class ReadOnlyMixin:
     """No local add, change or delete: the rows mirror A2I or are an audit trail."""
 
     def has_add_permission(self, request, obj=None):

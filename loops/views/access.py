@@ -50,3 +50,18 @@ def client_ip(request) -> str | None:
         if len(forwarded) >= proxies:
             return forwarded[-proxies][:64]
     return request.META.get("REMOTE_ADDR")
+
+
+USERNAME_MAX_LENGTH = 150  # Django's User.username; django-axes stores at most 255
+
+
+def login_username(request, credentials) -> str | None:
+    """The username a login attempt is counted under (django-axes' AXES_USERNAME_CALLABLE).
+
+    As typed, cut to 150 characters: Django's login form does not enforce its own
+    maximum, and a longer value would fail to be stored by django-axes (a 500).
+    """
+    value = (credentials or {}).get("username")
+    if value is None and request is not None:
+        value = request.POST.get("username")
+    return value[:USERNAME_MAX_LENGTH] if isinstance(value, str) else value

@@ -203,3 +203,32 @@ def test_an_export_that_fails_midway_ends_detectably_and_is_logged(world, viewer
             json.loads(text)
         assert "#EXPORT FAILED" in text
     assert any("export failed after it started" in record.message for record in caplog.records)
+
+
+# --- found by the fuzz test (tests/fuzz/test_every_url.py) -----------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/loops/humanloop/?status__exact=%00",
+        "/admin/loops/flowdefinition/?region=loop%00name",
+        "/admin/axes/accesslog/?attempt_time__year=9999",
+        f"/admin/axes/accesslog/?attempt_time__year={HUGE}",
+        "/admin/auth/user/?date_joined__gte=0001-01-01T00:00:00%2B01:00",
+    ],
+)
+def test_every_admin_on_the_site_answers_bad_filters_with_its_bad_filter_page(world, superuser_client, url):
+    response = superuser_client.get(url)
+    assert response.status_code == 302 and response["Location"].endswith("?e=1")
+
+
+def test_an_empty_to_field_is_a_400_not_a_500(world, superuser_client, superuser):
+    assert superuser_client.get(f"/admin/loops/humanloop/{world.inv_new.pk}/change/?_to_field=").status_code == 400
+    assert superuser_client.get(f"/admin/auth/user/{superuser.pk}/delete/?_to_field=").status_code == 400
+
+
+def test_a_login_with_an_over_long_username_is_a_failed_login_not_a_500(db):
+    response = Client().post("/accounts/login/", {"username": "u" * 5000, "password": "x"})
+    assert response.status_code == 200
+    assert "Please enter a correct username and password" in response.content.decode()
