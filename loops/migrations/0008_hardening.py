@@ -34,5 +34,9 @@ class Migration(migrations.Migration):
             name='state',
             field=models.CharField(choices=[('preparing', 'Preparing'), ('pending', 'Pending'), ('running', 'Running'), ('done', 'Done')], default='pending', max_length=16),
         ),
+        migrations.AddIndex(
+            model_name='loopaction',
+            index=models.Index(condition=models.Q(('outcome', 'unknown')), fields=['loop'], name='action_unknown_loop'),
+        ),
         migrations.RunPython(create_groups, migrations.RunPython.noop),
     ]

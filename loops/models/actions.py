@@ -73,6 +73,9 @@ class LoopAction(models.Model):
             models.Index(fields=["loop", "-created_at"], name="action_loop_created"),
             # Batch progress: WHERE batch_id = ? GROUP BY outcome.
             models.Index(fields=["batch", "outcome"], name="action_batch_outcome"),
+            # Settlement after every sync: WHERE outcome = 'unknown' (a handful of rows,
+            # however long the audit log).
+            models.Index(fields=["loop"], condition=models.Q(outcome="unknown"), name="action_unknown_loop"),
         ]
 
     def __str__(self) -> str:

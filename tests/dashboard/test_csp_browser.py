@@ -19,7 +19,8 @@ def test_no_page_breaks_the_policy_and_the_loop_lists_script_runs(page, live_ser
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/")
 
-    page.goto(f"{live_server.url}/loops/")
+    response = page.goto(f"{live_server.url}/loops/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]  # the browser enforced one
     # The page's own script: "select every loop on this page" ticks the rows.
     page.locator("input[data-select-page]").check()
     assert page.locator("#loop-results input[name=loop]:checked").count() == 7
