@@ -59,7 +59,7 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEBUG el
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "dashboard.admin_site.AdminConfig",  # django.contrib.admin, with its site's input checked
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -69,11 +69,13 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_filters",
     "django_tables2",
+    "axes",
     "loops",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -81,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -127,6 +131,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# django-axes first: it refuses a locked-out login before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -139,6 +149,8 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+# Files browsers ask for at the site's root (/favicon.ico), served by whitenoise.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -162,13 +174,48 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy (django-csp): the app's own scripts, styles and images only.
+# No inline script or style attribute anywhere (JavaScript lives in static/js/), and htmx
+# is configured not to evaluate expressions (base.html), so nothing needs 'unsafe-*'.
+_SELF, _NONE = "'self'", "'none'"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [_SELF],
+        "script-src": [_SELF],
+        "style-src": [_SELF],
+        "img-src": [_SELF, "data:"],
+        "connect-src": [_SELF],
+        "object-src": [_NONE],
+        "base-uri": [_SELF],
+        "form-action": [_SELF],
+        "frame-ancestors": [_NONE],
+    }
+}
+
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one
+# username from one address, that pair is locked out for LOGIN_LOCKOUT_MINUTES (429, with
+# templates/registration/locked_out.html). A success resets the count.
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", "5")
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Behind a proxy every request comes from the proxy's address: the client's is in
+# X-Forwarded-For. TRUSTED_PROXIES says how many proxies append to it (0: none, use the
+# peer's address); entries to the left of those could be forged by the client.
+TRUSTED_PROXIES = envint("TRUSTED_PROXIES", "0")
+AXES_CLIENT_IP_CALLABLE = "loops.views.access.client_ip"
+# The username an attempt is counted under, cut to what django-axes' tables hold.
+AXES_USERNAME_CALLABLE = "loops.views.access.login_username"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    # axes: lock-outs are warnings; every login and its start-up banner are not worth a line.
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- A2I ---------------------------------------------------------------------
@@ -220,14 +267,23 @@ A2I_ANSWERS_INTERVAL = envint("A2I_ANSWERS_INTERVAL", "60")
 # The loop page reads output.json while a person waits: above this size it shows the
 # file's metadata and a download link instead of parsing it.
 A2I_OUTPUT_MAX_BYTES = envint("A2I_OUTPUT_MAX_BYTES", str(1024 * 1024))
+# The most time (s) a small batch may spend calling A2I inside the web request that
+# confirmed it, with the interactive client; the loops left then go to a worker.
+A2I_ACTION_INLINE_SECONDS = envint("A2I_ACTION_INLINE_SECONDS", "8")
+# The "discover flow definitions now" button runs at most once per this many seconds.
+A2I_DISCOVER_NOW_INTERVAL = envint("A2I_DISCOVER_NOW_INTERVAL", "60")
 # Tuning of the stop/delete actions (constants, not environment variables): the
 # service's own retries of a call still throttled after botocore's, with exponential
 # backoff and full jitter from this first delay; how long stop-then-delete waits for
-# Stopped, polling DescribeHumanLoop from this first interval.
+# Stopped, polling DescribeHumanLoop from this first interval; the settle margin.
 A2I_ACTION_THROTTLE_RETRIES = 5
 A2I_ACTION_THROTTLE_BACKOFF_SECONDS = 1.0
 A2I_ACTION_STOP_WAIT_SECONDS = 120
 A2I_ACTION_POLL_SECONDS = 0.5
+# A stop or delete A2I never answered ("unknown") is settled as not received only when
+# the loop is seen unchanged at least this long after the call (A2I may act on a request
+# it received late); the settle task describes such loops after this delay.
+A2I_ACTION_SETTLE_MARGIN_SECONDS = 60
 
 # --- Alerts, notifications, metrics --------------------------------------------
 
@@ -322,6 +378,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", f"file://{_broker_folder / 'results'}")
 else:
     CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+# The cache holds rate limits shared by every web process (the "discover now" button):
+# Redis, or, with the embedded broker of `make run`, this process's memory.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        if CELERY_BROKER_URL.startswith("filesystem://")
+        else {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "a2i-dashboard"}
+    )
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -9,12 +9,19 @@ SQS carries A2I's EventBridge events to `manage.py consume_events`.
 
 Errors: botocore's ClientError propagates from the call functions (use
 `error_code` / `error_message` to read it); an unreachable endpoint or missing
-credentials raises `A2IUnavailable` with a one-line message instead.
+credentials raises `A2IUnavailable` with a one-line message instead. A stop or delete
+that was sent but got no answer (read timeout, connection dropped) raises
+`A2IOutcomeUnknown`, a kind of A2IUnavailable: A2I may have carried it out.
+
+Clients are cached per process and closed (`close()`, which releases their connection
+pools) when the cache drops them: `reset_clients()`, or `close_clients()` at worker
+shutdown.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,10 +35,12 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
+    ReadTimeoutError,
 )
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
@@ -41,6 +50,7 @@ from django.conf import settings
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 __all__ = [
+    "A2IOutcomeUnknown",
     "A2IUnavailable",
     "ClientError",
     "OutputUnavailable",
@@ -58,6 +68,7 @@ __all__ = [
     "receive_event_messages",
     "region_of_arn",
     "region_of_queue_url",
+    "close_clients",
     "reset_clients",
     "runtime_client",
     "s3_client",
@@ -69,6 +80,10 @@ __all__ = [
 
 class A2IUnavailable(Exception):
     """The endpoint cannot be reached or no credentials were found. The message is one line."""
+
+
+class A2IOutcomeUnknown(A2IUnavailable):
+    """A stop or delete reached the network but no answer came back: A2I may have done it."""
 
 
 class OutputUnavailable(Exception):
@@ -86,9 +101,13 @@ class OutputUnavailable(Exception):
 
 # --- clients -----------------------------------------------------------------
 
+logger = logging.getLogger(__name__)
+
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None
 _clients: dict[tuple[str, str, str], object] = {}
+# Per thread: whether an attempt of the current stop/delete call may have reached A2I.
+_attempts = threading.local()
 
 
 def parse_timestamp(value):
@@ -154,6 +173,8 @@ def _client(service: str, region: str, kind: str = "background"):
                     # A long poll holds the connection open for its whole wait.
                     config = config.merge(Config(read_timeout=max(settings.A2I_READ_TIMEOUT, LONG_POLL_SECONDS + 10)))
                 client = _get_session().client(service, region_name=region, config=config)
+                if service == "sagemaker-a2i-runtime":
+                    client.meta.events.register("needs-retry.sagemaker-a2i-runtime", _note_attempt)
                 _clients[key] = client
     return client
 
@@ -187,11 +208,28 @@ def sqs_client(region: str):
     return _client("sqs", region)
 
 
-def reset_clients() -> None:
-    """Forget cached clients and the session, so changed AWS_* variables take effect (tests)."""
-    global _session
+def close_clients() -> int:
+    """Close every cached client (releasing its connection pool) and forget it; returns how many.
+
+    Called when the cache is dropped and at Celery worker shutdown, so connections to
+    AWS do not outlive their clients.
+    """
     with _lock:
+        clients = list(_clients.values())
         _clients.clear()
+    for client in clients:
+        try:
+            client.close()
+        except Exception:  # closing is best effort: a pool that fails to close is gone anyway
+            logger.warning("could not close an AWS client", exc_info=True)
+    return len(clients)
+
+
+def reset_clients() -> None:
+    """Close and forget cached clients and the session, so changed AWS_* variables take effect (tests)."""
+    global _session
+    close_clients()
+    with _lock:
         _session = None
 
 
@@ -241,6 +279,27 @@ def _call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except _UNAVAILABLE as exc:
         raise _unavailable(exc) from exc
+
+
+def _note_attempt(caught_exception=None, **kwargs) -> None:
+    # botocore emits needs-retry after every attempt, before it decides to retry; a read
+    # timeout or a dropped connection means the request was sent and may have been
+    # carried out, whatever later attempts say.
+    if isinstance(caught_exception, (ReadTimeoutError, ConnectionClosedError)):
+        _attempts.maybe_received = True
+
+
+def _call_sent(fn, *args, **kwargs):
+    """`_call` for calls that change A2I: A2IOutcomeUnknown when any attempt may have reached it."""
+    _attempts.maybe_received = False
+    try:
+        return fn(*args, **kwargs)
+    except _UNAVAILABLE as exc:
+        if getattr(_attempts, "maybe_received", False) or isinstance(exc, (ReadTimeoutError, ConnectionClosedError)):
+            raise A2IOutcomeUnknown(f"no answer from A2I, which may have received the request: {' '.join(str(exc).split())}") from exc
+        raise _unavailable(exc) from exc
+    finally:
+        _attempts.maybe_received = False
 
 
 # --- A2I runtime ---------------------------------------------------------------
@@ -299,14 +358,22 @@ def describe_human_loop(region: str, name: str, *, interactive: bool = False) ->
     return response
 
 
-def stop_human_loop(region: str, name: str) -> None:
-    """StopHumanLoop: the loop goes to Stopping, then Stopped."""
-    _call(runtime_client(region).stop_human_loop, HumanLoopName=name)
+def stop_human_loop(region: str, name: str, *, interactive: bool = False) -> None:
+    """StopHumanLoop: the loop goes to Stopping, then Stopped.
+
+    A2IOutcomeUnknown when it was sent but not answered; `interactive=True` for the
+    fail-fast client (a person waits).
+    """
+    _call_sent(runtime_client(region, interactive=interactive).stop_human_loop, HumanLoopName=name)
 
 
-def delete_human_loop(region: str, name: str) -> None:
-    """DeleteHumanLoop: only Completed, Failed or Stopped loops can be deleted."""
-    _call(runtime_client(region).delete_human_loop, HumanLoopName=name)
+def delete_human_loop(region: str, name: str, *, interactive: bool = False) -> None:
+    """DeleteHumanLoop: only Completed, Failed or Stopped loops can be deleted.
+
+    A2IOutcomeUnknown when it was sent but not answered; `interactive=True` for the
+    fail-fast client (a person waits).
+    """
+    _call_sent(runtime_client(region, interactive=interactive).delete_human_loop, HumanLoopName=name)
 
 
 # --- SageMaker flow definitions ---------------------------------------------

@@ -185,7 +185,7 @@ class HumanLoopAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if tasks.dispatch_batch(batch):
             self.message_user(request, f"{batch.total} loop{pluralize(batch.total)} queued for a worker.", messages.INFO)
             return HttpResponseRedirect(batch_url)
-        level = messages.WARNING if "failed" in batch.summary else messages.SUCCESS
+        level = {"error": messages.ERROR, "warning": messages.WARNING}.get(actions.batch_level(batch), messages.SUCCESS)
         self.message_user(request, format_html('{} (<a href="{}">details</a>)', batch.summary, batch_url), level)
         return None
 

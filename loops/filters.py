@@ -9,7 +9,8 @@ The loop list's contract:
     created_before   ISO-8601, same rules; exclusive (<)
     name             case-insensitive "contains"
     failure_code     exact (ValidationError, Expired, InternalError, ...)
-    deleted          on/true/1: include loops deleted upstream (off by default)
+    deleted          1/true/yes/on: include loops deleted upstream; 0/false/no/off or absent: not
+                     (anything else is an error)
     reviewer         a worker id: loops with an answer from this worker (read from output.json)
     agreement        agree | disagree: loops with 2+ answers that are all equal / not all equal
 
@@ -19,13 +20,14 @@ filters", so it must stay free of view concerns.
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import django_filters
 from django import forms
 from django.db.models import Q
 from django.utils import timezone
 
+from loops.fields import IdField, StrictBooleanField, UTCDateTimeField
 from loops.models import FlowDefinition, HumanAnswer, HumanLoop, HumanLoopStatus, LoopAction, LoopActionBatch
 
 WINDOWS = {
@@ -85,6 +87,18 @@ class FlowDefinitionFilter(django_filters.MultipleChoiceFilter):
         return qs.filter(flow_definition_id__in=ids)
 
 
+class UTCDateTimeFilter(django_filters.DateTimeFilter):
+    field_class = UTCDateTimeField
+
+
+class IdFilter(django_filters.Filter):
+    field_class = IdField
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
 class LoopFilterForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
@@ -110,13 +124,13 @@ class LoopFilter(django_filters.FilterSet):
         empty_label=None,
         method="filter_window",
     )
-    created_after = django_filters.DateTimeFilter(
+    created_after = UTCDateTimeFilter(
         label="Created after (UTC)",
         field_name="creation_time",
         lookup_expr="gte",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"),
     )
-    created_before = django_filters.DateTimeFilter(
+    created_before = UTCDateTimeFilter(
         label="Created before (UTC)",
         field_name="creation_time",
         lookup_expr="lt",
@@ -124,11 +138,7 @@ class LoopFilter(django_filters.FilterSet):
     )
     name = django_filters.CharFilter(label="Name contains", field_name="name", lookup_expr="icontains", max_length=63)
     failure_code = django_filters.CharFilter(label="Failure code", field_name="failure_code", max_length=32)
-    deleted = django_filters.BooleanFilter(
-        label="Include loops deleted upstream",
-        widget=forms.CheckboxInput,
-        method="filter_deleted",
-    )
+    deleted = StrictBooleanFilter(label="Include loops deleted upstream", method="filter_deleted")
     reviewer = django_filters.CharFilter(label="Answered by (worker id)", method="filter_reviewer", max_length=WORKER_ID_MAX_LENGTH)
     agreement = django_filters.ChoiceFilter(label="Reviewers", choices=AGREEMENT_CHOICES, method="filter_agreement")
 
@@ -194,29 +204,11 @@ class LoopActionFilter(django_filters.FilterSet):
     outcome = django_filters.ChoiceFilter(choices=LoopAction.Outcome.choices)
     user = django_filters.CharFilter(label="User", field_name="user__username", lookup_expr="iexact", max_length=150)
     loop = django_filters.CharFilter(label="Loop name contains", field_name="loop__name", lookup_expr="icontains", max_length=63)
-    batch = django_filters.NumberFilter(field_name="batch_id", min_value=1)
+    batch = IdFilter(field_name="batch_id")
 
     class Meta:
         model = LoopAction
         fields: list[str] = []
-
-
-class ReviewerFilterForm(forms.Form):
-    def clean(self):
-        cleaned = super().clean()
-        for key in ("created_after", "created_before"):
-            moment = cleaned.get(key)
-            if moment is None:
-                continue
-            try:
-                moment.astimezone(UTC)
-            except OverflowError:
-                self.add_error(key, "This date is out of range once converted to UTC.")
-                cleaned.pop(key, None)
-        after, before = cleaned.get("created_after"), cleaned.get("created_before")
-        if after and before and after >= before:
-            raise forms.ValidationError("“Created after” must be earlier than “created before”.", code="range")
-        return cleaned
 
 
 class ReviewerFilter(django_filters.FilterSet):
@@ -228,13 +220,13 @@ class ReviewerFilter(django_filters.FilterSet):
 
     flow_definition = FlowDefinitionFilter(label="Flow definition", choices=[], distinct=False)
     window = django_filters.ChoiceFilter(label="Loops created in", choices=WINDOW_CHOICES, empty_label=None, method="filter_window")
-    created_after = django_filters.DateTimeFilter(
+    created_after = UTCDateTimeFilter(
         label="Created after (UTC)",
         field_name="loop_creation_time",
         lookup_expr="gte",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"),
     )
-    created_before = django_filters.DateTimeFilter(
+    created_before = UTCDateTimeFilter(
         label="Created before (UTC)",
         field_name="loop_creation_time",
         lookup_expr="lt",
@@ -244,7 +236,7 @@ class ReviewerFilter(django_filters.FilterSet):
     class Meta:
         model = HumanAnswer
         fields: list[str] = []
-        form = ReviewerFilterForm
+        form = LoopFilterForm  # the same check of the time range
 
     def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
         if queryset is None:

@@ -14,6 +14,7 @@ from django import forms
 from django.core.validators import URLValidator, validate_email
 from django.http import QueryDict
 
+from loops.fields import MAX_ID, parse_id
 from loops.filters import LoopFilter
 from loops.models import AlertChannel, AlertRule, FlowDefinition, HumanLoop, LoopActionBatch
 
@@ -23,7 +24,10 @@ CONFIRM_SAMPLE = 100
 
 
 class LoopIdsField(forms.Field):
-    """Repeatable `loop` values (HumanLoop primary keys), as a sorted list of distinct ints."""
+    """Repeatable `loop` values (HumanLoop primary keys, 1 to MAX_ID), as a sorted list of distinct ints.
+
+    How many there can be is bounded by Django's DATA_UPLOAD_MAX_NUMBER_FIELDS (a 400 above).
+    """
 
     widget = forms.MultipleHiddenInput
 
@@ -32,10 +36,10 @@ class LoopIdsField(forms.Field):
             return []
         if isinstance(value, str):
             value = [value]
-        try:
-            return sorted({int(item) for item in value})
-        except (TypeError, ValueError):
-            raise forms.ValidationError("Invalid loop id.", code="invalid") from None
+        ids = {parse_id(item) for item in value}
+        if None in ids:
+            raise forms.ValidationError("Invalid loop id: give loop ids from 1 to %(max)s.", code="invalid", params={"max": MAX_ID})
+        return sorted(ids)
 
 
 class LoopSelectionForm(forms.Form):
@@ -51,7 +55,7 @@ class LoopSelectionForm(forms.Form):
     loop = LoopIdsField(required=False)
     select_all = forms.BooleanField(required=False)
     filters = forms.CharField(required=False, max_length=4096)
-    upto = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+    upto = forms.IntegerField(required=False, min_value=0, max_value=MAX_ID, widget=forms.HiddenInput)
 
     def clean(self):
         cleaned = super().clean()

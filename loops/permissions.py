@@ -7,7 +7,8 @@ check permissions, and by the tests that build users, so the three cannot disagr
     auditor   the same, plus the audit log and every action batch (who stopped or
               deleted what, and why)
     operator  the same as auditor, plus stop_humanloop and delete_humanloop (stop and
-              delete loops *in A2I*) and manage_alerts (alert rules and channels)
+              delete loops *in A2I*), manage_alerts (alert rules and channels) and
+              discover_flowdefinition (run a discovery now)
 
 A logged-in user in no group sees a page asking them to ask an administrator.
 """
@@ -24,18 +25,20 @@ STOP = "stop_humanloop"
 DELETE = "delete_humanloop"
 # Alert rules and notification channels: create, edit, mute, delete, send a test.
 MANAGE_ALERTS_CODENAME = "manage_alerts"
+DISCOVER = "discover_flowdefinition"
 
 # Group name -> codenames of the loops app's permissions it holds (exactly those).
 GROUPS: dict[str, list[str]] = {
     "viewer": READ,
     "auditor": READ + AUDIT_READ,
-    "operator": READ + AUDIT_READ + [STOP, DELETE, MANAGE_ALERTS_CODENAME],
+    "operator": READ + AUDIT_READ + [STOP, DELETE, MANAGE_ALERTS_CODENAME, DISCOVER],
 }
 
 # The permissions the views check, as "app_label.codename".
 VIEW_LOOPS = "loops.view_humanloop"  # every dashboard page
 AUDIT = "loops.audit_loopaction"  # the audit log, every action batch, the reasons given
 MANAGE_ALERTS = f"loops.{MANAGE_ALERTS_CODENAME}"  # alert rules and channels
+DISCOVER_NOW = f"loops.{DISCOVER}"  # the "discover flow definitions now" button
 
 # Action (LoopActionBatch.Action value) -> the permissions it needs, as "app_label.codename".
 ACTION_PERMISSIONS: dict[str, tuple[str, ...]] = {

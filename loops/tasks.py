@@ -15,14 +15,16 @@ from datetime import datetime
 
 from celery import chord, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_shutdown, worker_shutdown
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from loops import a2i
 from loops.a2i import A2IUnavailable
-from loops.models import FlowDefinition, FlowDefinitionStatus, LoopActionBatch, WorkerHeartbeat
-from loops.services import actions, alerts, answers, discovery, metrics, notify, reviewers, stats, sync, sync_distributed
+from loops.models import FlowDefinition, FlowDefinitionStatus, LoopAction, LoopActionBatch, WorkerHeartbeat
+from loops.services import actions, alerts, answers, discovery, metrics, notify, reviewers, settlement, stats, sync, sync_distributed
 from loops.services.events import ApplyReport
 
 logger = logging.getLogger(__name__)
@@ -169,32 +171,54 @@ def heartbeat(self) -> str:
 
 @shared_task(soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT, time_limit=settings.CELERY_TASK_TIME_LIMIT)
 def execute_loop_action_batch(batch_id: int) -> str:
-    """Carry out a stop/delete batch in the background; returns its summary.
+    """Carry out a stop/delete batch in the background (preparing it first if needed); returns its summary.
 
     Idempotent: execute_batch only processes the rows still pending, so a task
-    redelivered after a worker died (acks late) resumes where it stopped.
+    redelivered after a worker died (acks late) resumes where it stopped. Loops whose
+    outcome is unknown are described later by settle_loop_actions.
     """
     try:
-        return actions.execute_batch(batch_id)
+        summary = actions.execute_batch(batch_id)
     except SoftTimeLimitExceeded:
         # A very large batch outlived the task time limit: hand the rest to a fresh task
         # rather than leave its loops pending.
         logger.warning("action batch %s hit the soft time limit; continuing in a new task", batch_id)
         execute_loop_action_batch.delay(batch_id)
         return "continued in a new task"
+    _settle_later(batch_id)
+    return summary
+
+
+@shared_task(soft_time_limit=300, time_limit=330, **TRANSIENT)
+def settle_loop_actions(batch_id: int) -> int:
+    """Describe the loops of a batch whose stop or delete got no answer, and settle them; returns how many."""
+    return settlement.describe_and_settle(batch_id)
+
+
+def _settle_later(batch_id: int) -> None:
+    if LoopAction.objects.filter(batch_id=batch_id, outcome=LoopAction.Outcome.UNKNOWN).exists():
+        settle_loop_actions.apply_async((batch_id,), countdown=settings.A2I_ACTION_SETTLE_MARGIN_SECONDS)
 
 
 def dispatch_batch(batch: LoopActionBatch) -> bool:
-    """Run `batch` now in this thread, or enqueue it for a worker; returns True when enqueued.
+    """Run `batch` now in this request, or enqueue it for a worker; returns True when (partly) enqueued.
 
-    Which one: services.actions.runs_in_background. The task is sent after the current
+    A batch being prepared, or one that runs in the background
+    (services.actions.runs_in_background), goes to the worker. Otherwise it runs here,
+    within A2I_ACTION_INLINE_SECONDS, with the interactive client; loops left when the
+    time is spent or A2I throttles go to the worker. Tasks are sent after the current
     transaction commits, so the worker always finds the batch.
     """
-    if actions.runs_in_background(batch):
+    if batch.state == LoopActionBatch.State.PREPARING or actions.runs_in_background(batch):
         transaction.on_commit(lambda: execute_loop_action_batch.delay(batch.pk))
         return True
-    actions.execute_batch(batch.pk)
+    finished = actions.execute_batch_inline(batch.pk, budget_seconds=settings.A2I_ACTION_INLINE_SECONDS)
     batch.refresh_from_db()
+    if not finished:
+        transaction.on_commit(lambda: execute_loop_action_batch.delay(batch.pk))
+        return True
+    batch_id = batch.pk
+    transaction.on_commit(lambda: _settle_later(batch_id))
     return False
 
 
@@ -271,3 +295,11 @@ def refresh_stats_soon(flow_definition_ids) -> None:
     for fd_id in flow_definition_ids:
         if cache.add(f"loops:events:stats-queued:{fd_id}", True, timeout=delay):
             refresh_flow_definition_stats.apply_async((fd_id,), countdown=delay)
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def close_aws_clients(**kwargs) -> None:
+    """Close the cached boto3 clients (their connection pools) when a worker or pool process stops."""
+    closed = a2i.close_clients()
+    logger.info("closed %d AWS client%s at worker shutdown", closed, "" if closed == 1 else "s")

@@ -20,6 +20,7 @@ page_patterns = [
     path("loops/<int:pk>/refresh/", loop.loop_refresh, name="loop_refresh"),
     path("loops/<int:pk>/output.json", loop.loop_output_raw, name="loop_output"),
     path("flow-definitions/", flow_definitions.flow_definition_list, name="flow_definitions"),
+    path("flow-definitions/discover/", flow_definitions.discover_now, name="discover_flow_definitions"),
     path("flow-definitions/<int:pk>/", flow_definitions.flow_definition_detail, name="flow_definition"),
     path("sync/", sync.sync_runs, name="sync"),
     path("reviewers/", reviewers.reviewer_list, name="reviewers"),

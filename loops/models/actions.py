@@ -15,6 +15,8 @@ class LoopActionBatch(models.Model):
         STOP_AND_DELETE = "stop_and_delete", "Stop, then delete"
 
     class State(models.TextChoices):
+        # "All N matching" selections: the worker is still building the loops' rows.
+        PREPARING = "preparing", "Preparing"
         PENDING = "pending", "Pending"
         RUNNING = "running", "Running"
         DONE = "done", "Done"
@@ -27,6 +29,9 @@ class LoopActionBatch(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     total = models.PositiveIntegerField(default=0)
     summary = models.TextField(blank=True)
+    # What a batch prepared by the worker selects: {"filters": the loop list's query
+    # string, "upto": the largest loop id shown on the confirmation page}.
+    selection = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -45,6 +50,9 @@ class LoopAction(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         SKIPPED = "skipped", "Skipped"
         FAILED = "failed", "Failed"
+        # Sent, but A2I's answer never came (read timeout, dropped connection): A2I may
+        # have done it. The next sync or DescribeHumanLoop settles it (services.settlement).
+        UNKNOWN = "unknown", "Unknown"
 
     batch = models.ForeignKey(LoopActionBatch, on_delete=models.PROTECT, related_name="actions")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -65,6 +73,9 @@ class LoopAction(models.Model):
             models.Index(fields=["loop", "-created_at"], name="action_loop_created"),
             # Batch progress: WHERE batch_id = ? GROUP BY outcome.
             models.Index(fields=["batch", "outcome"], name="action_batch_outcome"),
+            # Settlement after every sync: WHERE outcome = 'unknown' (a handful of rows,
+            # however long the audit log).
+            models.Index(fields=["loop"], condition=models.Q(outcome="unknown"), name="action_unknown_loop"),
         ]
 
     def __str__(self) -> str:

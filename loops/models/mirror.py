@@ -89,6 +89,7 @@ class FlowDefinition(models.Model):
 
     class Meta:
         ordering = ["name", "region"]
+        permissions = [("discover_flowdefinition", "Can run a flow-definition discovery now")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.region})"

@@ -22,6 +22,7 @@ exponential backoff a bounded number of times, then recorded as the loop's failu
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,9 +31,11 @@ from django.conf import settings
 from django.core.exceptions import EmptyResultSet, PermissionDenied
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, QuerySet
+from django.http import QueryDict
 from django.utils import timezone
 
 from loops import a2i
+from loops.filters import LoopFilter
 from loops.models import (
     TERMINAL_STATUSES,
     FlowDefinition,
@@ -52,6 +55,9 @@ Action = LoopActionBatch.Action
 Outcome = LoopAction.Outcome
 
 SUCCESS_VERBS = {Action.STOP: "stopped", Action.DELETE: "deleted", Action.STOP_AND_DELETE: "deleted"}
+
+# The summary of a prepared batch that was refused when the worker prepared it.
+NOT_RUN = "not run:"
 
 # How many loops are read and processed at a time (bounded memory for huge batches).
 CHUNK_SIZE = 100
@@ -197,6 +203,70 @@ def runs_in_background(batch: LoopActionBatch) -> bool:
     return batch.total > settings.A2I_BULK_ACTION_THRESHOLD or batch.action == Action.STOP_AND_DELETE
 
 
+def prepares_in_background(action: str, loops: QuerySet) -> bool:
+    """Whether an "all N matching" selection is left for the worker to build (see create_prepared_batch).
+
+    The same rule as runs_in_background, counted cheaply: at most threshold + 1 rows.
+    """
+    threshold = settings.A2I_BULK_ACTION_THRESHOLD
+    return action == Action.STOP_AND_DELETE or loops.order_by()[: threshold + 1].count() > threshold
+
+
+def create_prepared_batch(user, action: str, reason: str, *, filters: str, upto: int) -> LoopActionBatch:
+    """Record a confirmed "all matching" action whose loops the worker selects (prepare_batch).
+
+    Writing one pending row per loop for 100,000s of loops takes seconds: too long for
+    the web request. The batch is stored in state "preparing" with its selection (the
+    loop list's query string and the largest loop id shown) and no rows yet. Raises
+    PermissionDenied and ValueError as create_batch does (the selection is checked by
+    prepare_batch).
+    """
+    if action not in Action.values:
+        raise ValueError(f"unknown action {action!r}")
+    if not user_can_run(user, action):
+        raise PermissionDenied(f"{user} may not {action} human loops")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("a reason is required")
+    return LoopActionBatch.objects.create(
+        user=user, action=action, reason=reason, state=LoopActionBatch.State.PREPARING,
+        selection={"filters": filters or "", "upto": upto},
+    )
+
+
+def prepare_batch(batch_id: int) -> LoopActionBatch:
+    """Build the pending rows of a batch in state "preparing"; then it is "pending", or "done" if empty.
+
+    Resolves the stored selection with the loop list's own FilterSet, bounded by `upto`,
+    in one INSERT ... SELECT, under a lock on the batch row: a task delivered twice
+    prepares it once. The user's permission is checked again (it may have been revoked
+    since the confirmation). A batch in any other state is returned as it is.
+    """
+    with transaction.atomic():
+        batch = LoopActionBatch.objects.select_for_update().select_related("user").get(pk=batch_id)
+        if batch.state != LoopActionBatch.State.PREPARING:
+            return batch
+        problem = None
+        if not user_can_run(batch.user, batch.action):
+            problem = f"{NOT_RUN} {batch.user} no longer has the permission to {batch.action} loops"
+        else:
+            loop_filter = LoopFilter(QueryDict(batch.selection.get("filters") or ""), queryset=HumanLoop.objects.all())
+            if not loop_filter.is_valid():
+                problem = f"{NOT_RUN} the loop list's filters are no longer valid ({dict(loop_filter.errors)})"
+        if problem is None:
+            loops = loop_filter.qs.filter(pk__lte=batch.selection.get("upto") or 0)
+            loop_ids = HumanLoop.objects.filter(pk__in=loops.order_by().values("pk")).order_by("id").values_list("id", flat=True)
+            batch.total = _insert_pending_rows(batch, loop_ids)
+            batch.state = LoopActionBatch.State.PENDING if batch.total else LoopActionBatch.State.DONE
+            batch.summary = "" if batch.total else "nothing to do: no loop matches the filters any more"
+        else:
+            batch.state, batch.summary = LoopActionBatch.State.DONE, problem
+        if batch.state == LoopActionBatch.State.DONE:
+            batch.finished_at = timezone.now()
+        batch.save(update_fields=["total", "state", "summary", "finished_at"])
+    return batch
+
+
 # --- execution -------------------------------------------------------------------
 
 
@@ -206,14 +276,34 @@ def execute_batch(batch_id: int) -> str:
     Side effects per loop: StopHumanLoop / DeleteHumanLoop (and DescribeHumanLoop
     while waiting for a stop, or to learn why A2I refused); the loop row set to
     Stopping (with a status-change row) or marked deleted upstream; the LoopAction
-    set to succeeded, skipped or failed with its detail. Then the batch's summary,
-    state "done", and the stats of every flow definition it touched.
+    set to succeeded, skipped, failed or unknown with its detail. Then the batch's
+    summary, state "done", and the stats of every flow definition it touched. A batch
+    still "preparing" is prepared first (prepare_batch).
 
     Idempotent: only pending rows are processed, so a redelivered task resumes a
-    batch a killed worker left half done. When A2I is unreachable, the remaining
+    batch a killed worker left half done. When A2I is unreachable, or stops answering
+    (a stop or delete sent without an answer: that loop is "unknown"), the remaining
     rows are marked failed ("not attempted") instead of being tried one by one.
     Never raises for A2I errors; they become the loops' outcomes.
     """
+    prepare_batch(batch_id)
+    summary = _execute(batch_id, interactive=False, deadline=None)
+    assert summary is not None  # only an interactive run hands over
+    return summary
+
+
+def execute_batch_inline(batch_id: int, *, budget_seconds: float) -> bool:
+    """Run a batch inside the web request that confirmed it, within `budget_seconds`.
+
+    Uses the interactive (fail-fast) client, never waits out a throttle, and stops
+    calling A2I once the budget is spent: returns False when loops are left for a
+    worker (the caller enqueues it; the rows left are still pending), True when the
+    batch is done. Otherwise as execute_batch.
+    """
+    return _execute(batch_id, interactive=True, deadline=time.monotonic() + budget_seconds) is not None
+
+
+def _execute(batch_id: int, *, interactive: bool, deadline: float | None) -> str | None:
     batch = LoopActionBatch.objects.get(pk=batch_id)
     if batch.state == LoopActionBatch.State.DONE:
         return batch.summary
@@ -231,11 +321,18 @@ def execute_batch(batch_id: int) -> str:
                 _stop_then_delete(rows)
             else:
                 for row in rows:
-                    _finish(row, *_guarded(_run_one, batch.action, row.loop))
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise loop_actions.Deferred("the time allowed inside the web request is spent")
+                    _finish(row, *_attempt(row, _run_one, batch.action, row.loop, interactive))
+    except loop_actions.Deferred as exc:
+        logger.info("action batch %s: the rest goes to a worker (%s)", batch.pk, exc)
+        return None
     except loop_actions.Unavailable as exc:
         message = f"not attempted: {exc}"
+        if isinstance(exc, loop_actions.OutcomeUnknown):
+            message = f"not attempted: A2I stopped answering ({exc})"
         batch.actions.filter(outcome=Outcome.PENDING).update(
-            outcome=Outcome.FAILED, detail=message, finished_at=timezone.now()
+            outcome=Outcome.FAILED, detail=message[:4000], finished_at=timezone.now()
         )
 
     summary = summarize_batch(batch)
@@ -258,37 +355,48 @@ def _finish(row: LoopAction, outcome: str, detail: str) -> None:
     )
 
 
+def _attempt(row: LoopAction, fn, *args):
+    """_guarded(fn, *args) for `row`; a call that got no answer records the row as unknown, then stops the batch."""
+    try:
+        return _guarded(fn, *args)
+    except loop_actions.OutcomeUnknown as exc:
+        _finish(row, Outcome.UNKNOWN, loop_actions.unknown_detail(exc))
+        raise
+
+
 def _guarded(fn, *args):
     """Run one loop's step; a bug or an unexpected error fails that loop only, with the error.
 
-    A2I being unreachable and database errors still propagate: the first stops the
-    batch (remaining loops reported), the second leaves the rows pending for a rerun
-    because nothing can be recorded reliably.
+    A2I being unreachable (or not answering), a step handed to a worker, and database
+    errors still propagate: the first stops the batch (remaining loops reported), the
+    second ends the inline run, the third leaves the rows pending for a rerun because
+    nothing can be recorded reliably.
     """
     try:
         return fn(*args)
-    except (loop_actions.Unavailable, DatabaseError):
+    except (loop_actions.Unavailable, loop_actions.Deferred, DatabaseError):
         raise
     except Exception as exc:
         logger.exception("unexpected error in an action step %s%r", getattr(fn, "__name__", fn), args)
         return Outcome.FAILED, f"unexpected error: {exc!r}; the loop's state in A2I is unknown until the next sync"
 
 
-def _run_one(action: str, loop: HumanLoop) -> tuple[str, str]:
+def _run_one(action: str, loop: HumanLoop, interactive: bool = False) -> tuple[str, str]:
     """Stop or delete one loop; returns (outcome, detail)."""
     reason = skip_reason(action, loop.status, loop.deleted_upstream)
     if reason is not None:
         return Outcome.SKIPPED, loop_actions.skip_detail(reason, loop.status)
     if action == Action.STOP:
-        return loop_actions.stop_loop(loop)
-    return loop_actions.delete_loop(loop)
+        return loop_actions.stop_loop(loop, interactive=interactive)
+    return loop_actions.delete_loop(loop, interactive=interactive)
 
 
 def _stop_then_delete(rows: list[LoopAction]) -> None:
     """Stop every InProgress loop of the chunk first, then wait for each and delete it.
 
     Stopping the whole chunk before waiting means most loops are already Stopped
-    when their turn comes, instead of one wait per loop.
+    when their turn comes, instead of one wait per loop. Always in a worker
+    (runs_in_background), so with the background client.
     """
     waiting: list[LoopAction] = []
     stopped: set[int] = set()
@@ -299,7 +407,7 @@ def _stop_then_delete(rows: list[LoopAction]) -> None:
             _finish(row, Outcome.SKIPPED, loop_actions.skip_detail(reason, loop.status))
             continue
         if loop.status == HumanLoopStatus.IN_PROGRESS:
-            outcome, detail = _guarded(loop_actions.stop_loop, loop)
+            outcome, detail = _attempt(row, loop_actions.stop_loop, loop)
             if outcome == Outcome.FAILED or (outcome == Outcome.SKIPPED and loop.deleted_upstream):
                 _finish(row, outcome, detail)
                 continue
@@ -310,7 +418,7 @@ def _stop_then_delete(rows: list[LoopAction]) -> None:
 
     for row in waiting:
         loop = row.loop
-        failure = _guarded(_await_stop, loop)
+        failure = _attempt(row, _await_stop, loop)
         if failure is not None:
             _finish(row, *failure)
             continue
@@ -320,7 +428,7 @@ def _stop_then_delete(rows: list[LoopAction]) -> None:
             wait = settings.A2I_ACTION_STOP_WAIT_SECONDS
             _finish(row, Outcome.FAILED, f"still {loop.status} after {wait} s; stop requested, not deleted")
         else:
-            _finish(row, *_guarded(_delete_after_stop, loop, row.pk in stopped))
+            _finish(row, *_attempt(row, _delete_after_stop, loop, row.pk in stopped))
 
 
 def _await_stop(loop: HumanLoop) -> tuple[str, str] | None:
@@ -352,7 +460,7 @@ def summarize_batch(batch: LoopActionBatch) -> str:
     rows = batch.actions.order_by().values_list("outcome", "detail")
     skipped: Counter[str] = Counter()
     failed: Counter[str] = Counter()
-    succeeded = pending = 0
+    succeeded = pending = unknown = 0
     for outcome, detail in rows.iterator(chunk_size=5000):
         if outcome == Outcome.SUCCEEDED:
             succeeded += 1
@@ -360,6 +468,8 @@ def summarize_batch(batch: LoopActionBatch) -> str:
             skipped[detail.split(DETAIL_SEPARATOR)[0]] += 1
         elif outcome == Outcome.FAILED:
             failed[detail] += 1
+        elif outcome == Outcome.UNKNOWN:
+            unknown += 1
         else:
             pending += 1
     parts = []
@@ -371,9 +481,28 @@ def summarize_batch(batch: LoopActionBatch) -> str:
     if failed:
         errors = "; ".join(_counted(failed, len(failed) > 1, limit=3))
         parts.append(f"{failed.total()} failed: {errors}")
+    if unknown:
+        parts.append(f"{unknown} {loop_actions.UNKNOWN_DETAIL}")
     if pending:
         parts.append(f"{pending} pending")
     return ", ".join(parts) or "nothing to do"
+
+
+def batch_level(batch: LoopActionBatch, counts: dict[str, int] | None = None) -> str:
+    """How a batch ended, for the colour of its message: "error", "warning", "success" or "info".
+
+    error: nothing succeeded and something failed or is unknown; warning: some loops
+    failed or are unknown; success: every loop succeeded or was skipped; info: not done.
+    """
+    counts = counts if counts is not None else outcome_counts(batch)
+    if batch.state != LoopActionBatch.State.DONE or counts[Outcome.PENDING]:
+        return "info"
+    if batch.summary.startswith(NOT_RUN):
+        return "error"
+    troubled = counts[Outcome.FAILED] + counts[Outcome.UNKNOWN]
+    if not troubled:
+        return "success"
+    return "error" if counts[Outcome.SUCCEEDED] == 0 else "warning"
 
 
 def _counted(counter: Counter, with_counts: bool, limit: int | None = None) -> list[str]:

@@ -3,6 +3,10 @@
 The per-loop half of the actions; loops.services.actions runs batches of
 these and records their outcomes. Each function returns (outcome, detail) where
 outcome is a LoopAction.Outcome value and detail the text stored with it.
+
+`interactive=True` is for calls made while a person waits (an action run inside the
+web request): the fail-fast client, and no waiting out a throttle here (Deferred is
+raised instead, so the caller hands the loop to a worker).
 """
 
 from __future__ import annotations
@@ -54,37 +58,57 @@ class Unavailable(Exception):
     """A2I cannot be reached at all: the rest of the batch is reported, not attempted."""
 
 
-def stop_loop(loop: HumanLoop) -> tuple[str, str]:
+class OutcomeUnknown(Unavailable):
+    """The call was sent but A2I did not answer: it may have been carried out.
+
+    That loop is recorded as unknown (settled later by a sync or a describe); the rest of
+    the batch, as for Unavailable, is not attempted.
+    """
+
+
+class Deferred(Exception):
+    """An interactive call cannot finish now (throttled): hand this loop and the rest to a worker."""
+
+
+UNKNOWN_DETAIL = "unknown: A2I may have received it"
+
+
+def unknown_detail(exc: Exception) -> str:
+    """The audit detail of a call whose outcome is unknown."""
+    return f"{UNKNOWN_DETAIL} ({exc}); the next sync or a refresh from A2I settles it"
+
+
+def stop_loop(loop: HumanLoop, *, interactive: bool = False) -> tuple[str, str]:
     """StopHumanLoop; on success the row goes to Stopping at once (with a history row).
 
     A refusal is explained (see explain_refusal). Raises Unavailable when A2I
-    cannot be reached.
+    cannot be reached, OutcomeUnknown when it did not answer.
     """
     try:
-        call_a2i(a2i.stop_human_loop, loop.flow_definition.region, loop.name)
+        call_a2i(a2i.stop_human_loop, loop.flow_definition.region, loop.name, interactive=interactive)
     except a2i.ClientError as exc:
-        return explain_refusal(Action.STOP, loop, exc)
+        return explain_refusal(Action.STOP, loop, exc, interactive=interactive)
     set_loop_status(loop, HumanLoopStatus.STOPPING, observed_at=timezone.now())
     loop.status = HumanLoopStatus.STOPPING  # whatever the helper does to the instance
     return Outcome.SUCCEEDED, "stop requested; now Stopping"
 
 
-def delete_loop(loop: HumanLoop, *, stopped: bool = False) -> tuple[str, str]:
+def delete_loop(loop: HumanLoop, *, stopped: bool = False, interactive: bool = False) -> tuple[str, str]:
     """DeleteHumanLoop; on success the row is kept, marked deleted upstream.
 
     `stopped` says the loop was stopped by this same operation (for the detail).
     A refusal is explained (see explain_refusal). Raises Unavailable when A2I
-    cannot be reached.
+    cannot be reached, OutcomeUnknown when it did not answer.
     """
     try:
-        call_a2i(a2i.delete_human_loop, loop.flow_definition.region, loop.name)
+        call_a2i(a2i.delete_human_loop, loop.flow_definition.region, loop.name, interactive=interactive)
     except a2i.ClientError as exc:
-        return explain_refusal(Action.DELETE, loop, exc)
+        return explain_refusal(Action.DELETE, loop, exc, interactive=interactive)
     mark_deleted(loop)
     return Outcome.SUCCEEDED, "stopped, then deleted" if stopped else f"deleted{DETAIL_SEPARATOR}was {loop.status}"
 
 
-def explain_refusal(action: str, loop: HumanLoop, exc: Exception) -> tuple[str, str]:
+def explain_refusal(action: str, loop: HumanLoop, exc: Exception, *, interactive: bool = False) -> tuple[str, str]:
     """Turn A2I's refusal into an outcome, learning the loop's real state when that explains it.
 
     ResourceNotFoundException: the loop is gone from A2I (marked deleted upstream,
@@ -98,7 +122,7 @@ def explain_refusal(action: str, loop: HumanLoop, exc: Exception) -> tuple[str, 
         return Outcome.SKIPPED, ALREADY_DELETED
     if code == "ValidationException":
         try:
-            described = call_a2i(a2i.describe_human_loop, loop.flow_definition.region, loop.name)
+            described = call_a2i(a2i.describe_human_loop, loop.flow_definition.region, loop.name, interactive=interactive)
         except a2i.ClientError:
             described = None
         if described is not None:
@@ -149,23 +173,29 @@ def wait_until_terminal(loop: HumanLoop) -> None:
         delay = min(delay * 2, 5.0)
 
 
-def call_a2i(fn, *args):
+def call_a2i(fn, *args, interactive: bool = False):
     """Call a `loops.a2i` function, retrying ThrottlingException with exponential backoff.
 
     botocore has already retried the call (standard mode); this outer, bounded retry
     (A2I_ACTION_THROTTLE_RETRIES times, full jitter, delays capped at 20 s) is what
     lets a bulk action ride out a sustained throttle without losing loops. Raises the
-    last ClientError when retries run out, Unavailable when A2I cannot be reached.
+    last ClientError when retries run out, OutcomeUnknown when a stop or delete got no
+    answer, Unavailable when A2I cannot be reached. `interactive=True`: the fail-fast
+    client, and Deferred at the first throttle instead of waiting.
     """
     retries = settings.A2I_ACTION_THROTTLE_RETRIES
     base = settings.A2I_ACTION_THROTTLE_BACKOFF_SECONDS
     attempt = 0
     while True:
         try:
-            return fn(*args)
+            return fn(*args, interactive=interactive)
+        except a2i.A2IOutcomeUnknown as exc:
+            raise OutcomeUnknown(str(exc)) from exc
         except a2i.A2IUnavailable as exc:
             raise Unavailable(str(exc)) from exc
         except a2i.ClientError as exc:
+            if a2i.error_code(exc) == "ThrottlingException" and interactive:
+                raise Deferred(a2i.error_message(exc)) from exc
             if a2i.error_code(exc) != "ThrottlingException" or attempt >= retries:
                 raise
             time.sleep(random.uniform(0, min(20.0, base * 2**attempt)))

@@ -149,7 +149,7 @@ def explain_empty_result(params: QueryDict, filterset: LoopFilter) -> list[str]:
         other = LoopFilter(relaxed)
         if other.is_valid() and other.qs.exists():
             reasons.append(f"Loops match every other filter: the {FILTER_LABELS.get(key, key)} filter excludes them all.")
-    if not params.get("deleted"):
+    if not filterset.form.cleaned_data.get("deleted"):
         with_deleted = params.copy()
         with_deleted["deleted"] = "on"
         other = LoopFilter(with_deleted)

@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from loops import a2i
 from loops.models import ACTIVE_STATUSES, FlowDefinition, HumanLoop, HumanLoopStatus, SyncRun
+from loops.services.settlement import settle_after_sync
 from loops.services.stats import refresh_flow_definition_stats
 from loops.services.sync_listing import SlicedListing
 from loops.services.sync_writer import write_pages
@@ -126,6 +127,8 @@ def finish_succeeded(fd: FlowDefinition, run: SyncRun) -> None:
     if run.kind == SyncRun.Kind.FULL:
         fd_fields["last_full_sync_succeeded_at"] = now
     FlowDefinition.objects.filter(pk=fd.pk).update(**fd_fields)
+    # Stops and deletes A2I never answered: what this listing saw settles them.
+    settle_after_sync(fd.pk, listed_at=run.started_at, full=run.kind == SyncRun.Kind.FULL)
     if _stats_due(fd, run, now):
         refresh_flow_definition_stats(fd)
 

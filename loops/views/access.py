@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
@@ -72,3 +73,34 @@ def plain_response(message: str, status: int, headers: dict | None = None) -> Ht
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+def client_ip(request) -> str | None:
+    """The client's address, for login throttling (django-axes' AXES_CLIENT_IP_CALLABLE).
+
+    Without a proxy (TRUSTED_PROXIES=0) it is the peer's address. Behind N proxies that
+    each append the address they received the request from to X-Forwarded-For, it is the
+    N-th entry from the right: entries further left were written by the client and could
+    be forged to dodge the lock-out.
+    """
+    proxies = settings.TRUSTED_PROXIES
+    if proxies > 0:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies][:64]
+    return request.META.get("REMOTE_ADDR")
+
+
+USERNAME_MAX_LENGTH = 150  # Django's User.username; django-axes stores at most 255
+
+
+def login_username(request, credentials) -> str | None:
+    """The username a login attempt is counted under (django-axes' AXES_USERNAME_CALLABLE).
+
+    As typed, cut to 150 characters: Django's login form does not enforce its own
+    maximum, and a longer value would fail to be stored by django-axes (a 500).
+    """
+    value = (credentials or {}).get("username")
+    if value is None and request is not None:
+        value = request.POST.get("username")
+    return value[:USERNAME_MAX_LENGTH] if isinstance(value, str) else value

@@ -90,17 +90,37 @@ def execute(request):
         return _bad_request(request, form)
     if not valid:  # only the reason is missing: show the same confirmation again, with the error
         return _render_confirmation(request, action, loops, form)
+    reason = form.cleaned_data["reason"]
     try:
-        batch = actions.create_batch(request.user, action, form.cleaned_data["reason"], loops)
+        if form.cleaned_data["select_all"] and actions.prepares_in_background(action, loops):
+            # Writing 100,000s of rows takes seconds: the worker selects the loops.
+            upto = form.cleaned_data.get("upto")
+            if upto is None:
+                upto = HumanLoop.objects.aggregate(upto=Max("pk"))["upto"] or 0
+            batch = actions.create_prepared_batch(request.user, action, reason, filters=form.cleaned_data["filters"], upto=upto)
+        else:
+            batch = actions.create_batch(request.user, action, reason, loops)
     except ValueError as exc:
         form.add_error(None, f"Nothing was done: {exc}.")
         return _bad_request(request, form)
     enqueued = tasks.dispatch_batch(batch)
-    if enqueued:
-        messages.info(request, f"{batch.total} loop{pluralize(batch.total)} queued for a worker; this page shows the progress.")
-    else:
-        messages.success(request, batch.summary)
+    _report(request, batch, enqueued)
     return redirect("actions:batch", batch_id=batch.pk)
+
+
+def _report(request, batch, enqueued: bool) -> None:
+    """The message after a confirmed batch: queued, or its summary in the colour of how it ended."""
+    if batch.state == LoopActionBatch.State.PREPARING:
+        messages.info(request, "The selected loops are being prepared by a worker; this page shows the progress.")
+    elif enqueued:
+        counts = actions.outcome_counts(batch)
+        left = counts[LoopAction.Outcome.PENDING]
+        done = batch.total - left
+        start = f"{done} of {batch.total} loops done here; the other {left}" if done else f"{batch.total} loop{pluralize(batch.total)}"
+        messages.info(request, f"{start} {'are' if left != 1 else 'is'} queued for a worker; this page shows the progress.")
+    else:
+        level = actions.batch_level(batch)
+        {"error": messages.error, "warning": messages.warning}.get(level, messages.success)(request, batch.summary)
 
 
 @viewer_required
@@ -116,7 +136,14 @@ def batch_detail(request, batch_id: int):
         raise Http404("No such batch.")
     counts = actions.outcome_counts(batch)
     done = counts[LoopAction.Outcome.PENDING] == 0 and batch.state == LoopActionBatch.State.DONE
-    context = {"batch": batch, "counts": counts, "done": done, "finished": batch.total - counts["pending"]}
+    context = {
+        "batch": batch,
+        "counts": counts,
+        "done": done,
+        "finished": batch.total - counts["pending"],
+        "level": actions.batch_level(batch, counts),
+        "preparing": batch.state == LoopActionBatch.State.PREPARING,
+    }
     if request.headers.get("HX-Request") and request.GET.get("fragment") == "progress":
         return render(request, "loops/actions/_batch_progress.html", context)
     rows = batch.actions.select_related("loop", "loop__flow_definition").order_by("pk")

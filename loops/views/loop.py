@@ -5,12 +5,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from loops import a2i
 from loops.models import HumanLoop
 from loops.services.loop_output import OutputTooLarge, OutputUnreadable, loop_output_expected, read_loop_answers
 from loops.services.loop_state import refresh_loop
+from loops.services.settlement import DESCRIBE, settle_unknown_actions
 from loops.services.stats import refresh_flow_definition_stats
 from loops.views.access import viewer_required
 
@@ -67,6 +69,7 @@ def loop_refresh(request, pk: int):
     """DescribeHumanLoop now; A2I errors become a message on the loop page, never a 500."""
     loop = get_object_or_404(HumanLoop.objects.select_related("flow_definition"), pk=pk)
     before = (loop.status, loop.deleted_upstream)
+    asked_at = timezone.now()
     try:
         loop = refresh_loop(loop)
     except a2i.A2IUnavailable as exc:
@@ -74,6 +77,8 @@ def loop_refresh(request, pk: int):
     except a2i.ClientError as exc:
         messages.error(request, f"A2I refused DescribeHumanLoop: {a2i.error_code(exc)}: {a2i.error_message(exc)}")
     else:
+        # A stop or delete of this loop that A2I never answered is settled by what it says now.
+        settle_unknown_actions(loop.actions.all(), observed_at=asked_at, evidence=DESCRIBE)
         if (loop.status, loop.deleted_upstream) != before:
             refresh_flow_definition_stats(loop.flow_definition)
             messages.success(request, f"Refreshed from A2I: now {loop.status}{' (deleted upstream)' if loop.deleted_upstream else ''}.")

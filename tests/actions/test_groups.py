@@ -29,9 +29,9 @@ def test_an_auditor_reads_the_audit_trail_but_may_not_stop_or_delete():
     assert perms(Group.objects.get(name="auditor")) == READ | AUDIT
 
 
-def test_an_operator_may_stop_and_delete_and_manage_alerts():
+def test_an_operator_may_stop_delete_manage_alerts_and_run_a_discovery_now():
     operator = Group.objects.get(name="operator")
-    assert perms(operator) == READ | AUDIT | {"stop_humanloop", "delete_humanloop", "manage_alerts"}
+    assert perms(operator) == READ | AUDIT | {"stop_humanloop", "delete_humanloop", "manage_alerts", "discover_flowdefinition"}
     user = User.objects.create_user("op", password="x")
     user.groups.add(operator)
     user = User.objects.get(pk=user.pk)  # fresh permission cache

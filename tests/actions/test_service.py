@@ -167,11 +167,11 @@ class ThrottleMidway:
         self.aws, self.after, self.tps, self.calls = aws, after, tps, 0
         self.original = a2i_api.stop_human_loop
 
-    def __call__(self, region, name):
+    def __call__(self, region, name, **kwargs):
         self.calls += 1
         if self.calls == self.after:
             self.aws.configure(throttle_tps=self.tps)
-        return self.original(region, name)
+        return self.original(region, name, **kwargs)
 
 
 def _bulk_stop_world(aws, flow_definition, count=200):
@@ -393,7 +393,7 @@ def test_a_redelivered_task_resumes_only_the_pending_loops(aws, a2i_world, opera
     LoopActionBatch.objects.filter(pk=batch.pk).update(state="running")
     calls = []
     real_stop = a2i_api.stop_human_loop
-    monkeypatch.setattr(a2i_api, "stop_human_loop", lambda region, name: calls.append(name) or real_stop(region, name))
+    monkeypatch.setattr(a2i_api, "stop_human_loop", lambda region, name, **kwargs: calls.append(name) or real_stop(region, name, **kwargs))
 
     summary = actions.execute_batch(batch.pk)  # the redelivered task
 
