@@ -49,6 +49,7 @@ from loops.models import (
     HumanLoopStatus,
     HumanLoopStatusChange,
 )
+from loops.services import stats
 from loops.services.overview import HEARTBEAT_STALE_AFTER, NEAR_EXPIRY_FRACTION, latest_heartbeat
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ PARAMETERS: dict[str, dict[str, object]] = {
     Kind.STUCK_STOPPING: {"minutes": 15},
     Kind.FAILURE_RATE: {"share": 0.10, "count": 20, "window_minutes": 60, "failure_code": ""},
     Kind.BACKLOG: {"count": 1000},
-    Kind.REVIEW_TIME: {"minutes": 60},
+    Kind.REVIEW_TIME: {"minutes": 60, "window_minutes": 1440},
     Kind.SYNC_STALE: {"minutes": 10},
 }
 # How many of the loops found a state keeps, and a notification lists.
@@ -115,7 +116,7 @@ def describe(rule: AlertRule) -> str:
     if rule.kind == Kind.BACKLOG:
         return f"more than {p['count']} InProgress loops"
     if rule.kind == Kind.REVIEW_TIME:
-        return f"review time p90 above {p['minutes']} min"
+        return f"review time p90 above {p['minutes']} min, over the loops created in the last {p['window_minutes']} min"
     return f"no successful sync for {p['minutes']} min, or the worker heartbeat stale"
 
 
@@ -275,16 +276,20 @@ def _backlog(rule, fds, now):
 
 
 def _review_time(rule, fds, now):
-    limit = parameter(rule, "minutes")
+    limit, window = parameter(rule, "minutes"), parameter(rule, "window_minutes")
+    since = now - timedelta(minutes=window)
     findings = {}
     for fd in fds:
-        # The statistics' p90 (services.stats: the most recent observed completions of its window).
-        review = (fd.stats or {}).get("review_seconds") or {}
-        p90 = review.get("p90")
+        # Exact times where the reviewers' answers were read, else observed completions;
+        # one index range per flow definition (services.stats.review_time).
+        review = stats.review_time(fd.pk, since=since)
+        p90 = review["p90"]
         firing = p90 is not None and p90 > limit * 60
+        basis = "exact" if review["source"] == "answers" else "observed"
         summary = (
-            f"Review time p90 {human_duration(p90)} over {review.get('samples', 0)} completions (limit {limit} min)."
-            if p90 is not None else "No observed completions yet."
+            f"Review time p90 {human_duration(p90)} over {review['samples']} loops created in the last {window} min "
+            f"({basis}; limit {limit} min)."
+            if p90 is not None else f"No completed loop created in the last {window} min."
         )
         findings[fd.pk] = Finding(firing, p90, summary, [], reverse("loops:flow_definition", args=[fd.pk]))
     return findings

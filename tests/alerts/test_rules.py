@@ -174,6 +174,30 @@ def test_review_time_fires_when_p90_is_above_n_minutes_and_resolves_when_reviews
     assert firing_scopes(rule) == set()
 
 
+def test_review_time_reads_exact_times_over_its_own_window(fleet):
+    now = fleet.now
+    # Exact review times (the reviewers' answers were read): slow loops two days ago,
+    # quick ones in the last hours.
+    for loop in add_loops(fleet.inv, "Completed", 10, age=timedelta(days=2), now=now, prefix="old-slow"):
+        HumanLoop.objects.filter(pk=loop.pk).update(review_seconds=3 * 3600)
+    for loop in add_loops(fleet.inv, "Completed", 10, age=timedelta(hours=3), now=now, prefix="new-quick"):
+        HumanLoop.objects.filter(pk=loop.pk).update(review_seconds=5 * 60)
+    week = make_rule("review_time", minutes=60, window_minutes=7 * 1440)
+    day = make_rule("review_time", minutes=60, window_minutes=1440)
+
+    evaluate_rules(now=now)
+    assert firing_scopes(week) == {"invoices"}  # the slow loops are in its window
+    assert state_of(week, fleet.inv).value == pytest.approx(3 * 3600)
+    assert "exact" in state_of(week, fleet.inv).summary
+    assert firing_scopes(day) == set()  # the last day's loops were quick
+    # And it fires once the last day's reviews are slow too.
+    for loop in add_loops(fleet.inv, "Completed", 30, age=timedelta(hours=2), now=now, prefix="new-slow"):
+        HumanLoop.objects.filter(pk=loop.pk).update(review_seconds=2 * 3600)
+    evaluate_rules(now=now + timedelta(minutes=1))
+    assert firing_scopes(day) == {"invoices"}
+    assert state_of(day, fleet.inv).value == pytest.approx(2 * 3600)
+
+
 def test_sync_stale_fires_per_flow_definition_and_for_the_worker_and_resolves(fleet):
     now = fleet.now
     fleet.rec.last_sync_succeeded_at = now - timedelta(minutes=25)
