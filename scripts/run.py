@@ -240,7 +240,10 @@ def start_all(env: dict[str, str], broker: str) -> list[Child]:
          "--region", env["AWS_DEFAULT_REGION"], "--workforce", "--workforce-start-rate", START_RATE,
          "--s3-endpoint", f"http://{HOST}:{S3_PORT}",
          # Events POSTed before the web server listens are retried (for about 2 minutes).
-         "--event-webhook", f"http://{HOST}:{WEB_PORT}/events/eventbridge/", "--event-webhook-token", env["A2I_EVENTS_TOKEN"]],
+         # "--flag=value": a token_urlsafe() token may begin with "-", which argparse
+         # would take for an option when given as a separate argument.
+         "--event-webhook", f"http://{HOST}:{WEB_PORT}/events/eventbridge/",
+         f"--event-webhook-token={env['A2I_EVENTS_TOKEN']}"],
         env,
     )
     wait_for_port(a2i, A2I_PORT)

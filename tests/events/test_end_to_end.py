@@ -39,7 +39,7 @@ def a2i_local_process(aws, endpoint, tmp_path):
     log = tmp_path / "a2i-local.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "a2i_local", "serve", "--port", "0", "--stop-delay", "0",
-         "--s3-endpoint", aws.s3_url, "--event-webhook", endpoint.url, "--event-webhook-token", TOKEN],
+         "--s3-endpoint", aws.s3_url, "--event-webhook", endpoint.url, f"--event-webhook-token={TOKEN}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
     )
     try:
