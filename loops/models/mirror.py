@@ -175,6 +175,9 @@ class HumanLoop(models.Model):
                 name="loop_status_created",
                 condition=Q(deleted_upstream=False),
             ),
+            # Overview: how many of a flow definition's loops were deleted in A2I (few:
+            # a tiny index, and no FK index to count all of a flow definition's rows).
+            models.Index(fields=["flow_definition"], name="loop_fd_deleted", condition=Q(deleted_upstream=True)),
             # Name "contains" search is a scan by nature; exact-name lookups and the
             # admin's search by name use this.
             models.Index(fields=["name"], name="loop_name"),
@@ -236,9 +239,18 @@ class HumanLoopStatusChange(models.Model):
         indexes = [
             # Loop page timeline: WHERE loop_id = ? ORDER BY observed_at.
             models.Index(fields=["loop", "observed_at"], name="change_loop_observed"),
-            # Overview: completions and review times in the last 24 h
-            # (WHERE to_status = 'Completed' AND observed_at >= now() - 24h).
-            models.Index(fields=["to_status", "observed_at"], name="change_status_observed"),
+            # Completions and endings in a time window (overview's last 24 h and review-time
+            # sample, the failure_rate alert), A2I's or observed transitions only: a sync's
+            # first sight of a loop that had already ended says when we looked, and a first
+            # full sync writes one per loop, so they stay out of this index (a window after
+            # a first sync would otherwise hold the whole account). Those first sights count
+            # only for loops created in the window, found from the loop's side
+            # (services.stats.first_sight_of_recent_loops, index change_loop_observed).
+            models.Index(
+                fields=["to_status", "observed_at"],
+                name="change_transition_observed",
+                condition=Q(from_status__gt="") | Q(source="event"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -216,21 +216,30 @@ def _failure_rate(rule, fds, now):
     threshold, volume = parameter(rule, "share"), parameter(rule, "count")
     window, code = parameter(rule, "window_minutes"), parameter(rule, "failure_code")
     since = now - timedelta(minutes=window)
-    # Loops that ended in the window: their observed transition to Completed or Failed (index
-    # change_status_observed, a range of the window only). A first sight of a loop already
-    # ended (from_status "") counts only when the loop was created in the window, or the first
-    # sync of an old account would count its whole history (as services.stats does).
-    ended = HumanLoopStatusChange.objects.filter(
-        to_status__in=[HumanLoopStatus.COMPLETED, HumanLoopStatus.FAILED],
-        observed_at__gte=since,
-        loop__flow_definition_id__in=[fd.pk for fd in fds],
-    ).filter(Q(from_status__gt="") | Q(loop__creation_time__gte=since))
+    # Loops that ended in the window: their transition to Completed or Failed, A2I's or
+    # observed (index change_transition_observed, a range of the window only), plus a sync's
+    # first sight of a loop already ended when the loop was created in the window; older
+    # first sights would make the first sync of an old account count its whole history.
+    ended = [HumanLoopStatus.COMPLETED, HumanLoopStatus.FAILED]
+    ids = [fd.pk for fd in fds]
     failed = Q(to_status=HumanLoopStatus.FAILED) & (Q(loop__failure_code=code) if code else Q())
-    rows = (
-        ended.order_by().values_list("loop__flow_definition_id")
+    changes = HumanLoopStatusChange.objects.filter(
+        stats.TRANSITION, to_status__in=ended, observed_at__gte=since, loop__flow_definition_id__in=ids
+    )
+    transitions = (
+        changes.order_by().values_list("loop__flow_definition_id")
         .annotate(ended=Count("*"), failed=Count("pk", filter=failed))
     )
-    figures = {pk: (n_ended, n_failed) for pk, n_ended, n_failed in rows}
+    failed_loop = Q(status=HumanLoopStatus.FAILED) & (Q(failure_code=code) if code else Q())
+    first_seen = stats.first_sight_of_recent_loops(ids, ended, since=since)
+    first_sights = (
+        first_seen.values_list("flow_definition_id")
+        .annotate(ended=Count("*"), failed=Count("pk", filter=failed_loop))
+    )
+    figures: dict[int, tuple[int, int]] = {}
+    for pk, n_ended, n_failed in [*transitions, *first_sights]:
+        before = figures.get(pk, (0, 0))
+        figures[pk] = (before[0] + n_ended, before[1] + n_failed)
     list_window = next((name for name, minutes in LIST_WINDOWS if minutes >= window), "all")
     findings = {}
     for fd in fds:
@@ -246,11 +255,12 @@ def _failure_rate(rule, fds, now):
             summary += f" Fewer than {volume} ended: not enough to judge."
         sample = []
         if firing:
-            failed_changes = ended.filter(failed, loop__flow_definition=fd).order_by("-observed_at")
-            sample = [
-                {"id": pk, "name": name, "status": status}
-                for pk, name, status in failed_changes.values_list("loop_id", "loop__name", "loop__status")[:SAMPLE]
-            ]
+            failed_changes = changes.filter(failed, loop__flow_definition=fd).order_by("-observed_at")
+            rows = list(failed_changes.values_list("loop_id", "loop__name", "loop__status")[:SAMPLE])
+            if len(rows) < SAMPLE:
+                newest_first = first_seen.filter(failed_loop, flow_definition=fd).order_by("-creation_time")
+                rows += newest_first.values_list("id", "name", "status")[: SAMPLE - len(rows)]
+            sample = [{"id": pk, "name": name, "status": status} for pk, name, status in rows]
         findings[fd.pk] = Finding(
             firing, rate, summary, sample,
             loop_list_link(fd, status=HumanLoopStatus.FAILED, window=list_window, failure_code=code),

@@ -31,7 +31,7 @@ import statistics
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
@@ -48,6 +48,11 @@ REVIEW_WINDOW = timedelta(days=30)
 # flow definition grows with it). 2,000 samples pin p90 to within about 1 %.
 REVIEW_SAMPLE = 2_000
 ALL = Count("*")
+# History rows that say when a loop changed (A2I's time or observed), as opposed to a
+# sync's first sight of a loop in the state it already had: exactly the rows of the partial
+# index change_transition_observed, so a filter by it (with to_status and an observed_at
+# range) reads that index only.
+TRANSITION = Q(from_status__gt="") | Q(source=Source.EVENT)
 CHART_DAYS = 30
 
 
@@ -75,8 +80,8 @@ def compute_flow_definition_stats(flow_definition_id: int, *, now) -> dict:
     # per row instead of an index-only scan (an order of magnitude slower).
     # GROUP BY status over index loop_fd_status_created (index-only after VACUUM).
     status_counts = dict(live.order_by().values_list("status").annotate(n=ALL).values_list("status", "n"))
-    # No index has deleted rows only; all rows of the FK index minus the live ones.
-    deleted_count = loops.order_by().count() - sum(status_counts.values())
+    # Partial index loop_fd_deleted holds the deleted rows only.
+    deleted_count = loops.filter(deleted_upstream=True).order_by().count()
 
     # Index loop_fd_status_created: first entry of (fd, InProgress) in creation order.
     oldest = (
@@ -86,19 +91,16 @@ def compute_flow_definition_stats(flow_definition_id: int, *, now) -> dict:
         .first()
     )
 
-    # Index change_status_observed: completions in the last 24 hours. A loop first seen
-    # already Completed (from_status "") by a sync only counts when it was created in
-    # those 24 hours: otherwise the first sync of an old account would count its history.
-    # One first seen through A2I's event carries the time of its completion.
+    # Completions in the last 24 hours: transitions to Completed observed (or sent by A2I)
+    # in them, plus a sync's first sight of a loop already Completed when the loop was
+    # created in them; otherwise the first sync of an old account would count its history.
     cutoff = now - timedelta(hours=24)
     completed_24h = (
         HumanLoopStatusChange.objects.filter(
-            to_status=HumanLoopStatus.COMPLETED,
-            observed_at__gte=cutoff,
+            TRANSITION, to_status=HumanLoopStatus.COMPLETED, observed_at__gte=cutoff,
             loop__flow_definition_id=flow_definition_id,
-        )
-        .filter(Q(from_status__gt="") | Q(source=Source.EVENT) | Q(loop__creation_time__gte=cutoff))
-        .count()
+        ).count()
+        + first_sight_of_recent_loops([flow_definition_id], [HumanLoopStatus.COMPLETED], since=cutoff).count()
     )
 
     failure_codes = dict(
@@ -204,8 +206,8 @@ def _observed_review_seconds(flow_definition_id: int, *, since) -> dict:
             observed_at__gte=since,
             loop__flow_definition_id=flow_definition_id,
         )
-        .exclude(Q(from_status="") & ~Q(source=Source.EVENT))
-        .order_by("-observed_at")  # newest first: index change_status_observed, backwards
+        .filter(TRANSITION)
+        .order_by("-observed_at")  # newest first: index change_transition_observed, backwards
         .values_list("observed_at", "loop__creation_time")[:REVIEW_SAMPLE]
     )
     if connection.vendor == "postgresql":
@@ -238,6 +240,24 @@ def _observed_review_seconds(flow_definition_id: int, *, since) -> dict:
         "p90": _percentile(durations, 0.9),
         "samples": len(durations),
     }
+
+
+def first_sight_of_recent_loops(flow_definition_ids, statuses, *, since):
+    """Loops created since `since` that a sync first saw, since then, already in one of `statuses`.
+
+    Those first sights are left out of index change_transition_observed (a first sync
+    writes one per loop), so they are found from the loops' side: the loops of index
+    loop_fd_status_created created in the window, each with its history through index
+    change_loop_observed. Terminal statuses only: the loop is still in the status it was
+    first seen in. A queryset of HumanLoop (count it, or group it by flow definition).
+    """
+    first_sight = HumanLoopStatusChange.objects.filter(
+        loop=OuterRef("pk"), from_status="", to_status__in=statuses, observed_at__gte=since
+    ).exclude(source=Source.EVENT)
+    return HumanLoop.objects.filter(
+        flow_definition_id__in=flow_definition_ids, status__in=statuses, deleted_upstream=False,
+        creation_time__gte=since,
+    ).filter(Exists(first_sight)).order_by()
 
 
 def _percentile(sorted_values: list[float], fraction: float) -> float:

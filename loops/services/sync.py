@@ -37,12 +37,12 @@ from contextlib import closing
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
 from loops import a2i
-from loops.models import ACTIVE_STATUSES, FlowDefinition, HumanLoop, HumanLoopStatus, SyncRun
+from loops.models import ACTIVE_STATUSES, FlowDefinition, HumanLoop, HumanLoopStatus, HumanLoopStatusChange, SyncRun
 from loops.services.settlement import settle_after_sync
 from loops.services.stats import refresh_flow_definition_stats
 from loops.services.sync_listing import SlicedListing
@@ -57,6 +57,8 @@ DESCRIBE_THREADS = 8
 PREFETCH_PAGES = 2
 # Deletion marks are written in batches of this many ids.
 DELETE_BATCH = 2000
+# A run that inserted this many loops (a first sync) refreshes the planner's statistics.
+ANALYZE_AFTER_CREATED = 10_000
 
 PageHook = Callable[[SyncRun], None]
 
@@ -129,8 +131,25 @@ def finish_succeeded(fd: FlowDefinition, run: SyncRun) -> None:
     FlowDefinition.objects.filter(pk=fd.pk).update(**fd_fields)
     # Stops and deletes A2I never answered: what this listing saw settles them.
     settle_after_sync(fd.pk, listed_at=run.started_at, full=run.kind == SyncRun.Kind.FULL)
+    if run.created >= ANALYZE_AFTER_CREATED:
+        _analyze()
     if _stats_due(fd, run, now):
         refresh_flow_definition_stats(fd)
+
+
+def _analyze() -> None:
+    """ANALYZE the loop and history tables (PostgreSQL), right after a bulk insert.
+
+    Until autovacuum's own ANALYZE comes round (a minute or more later), the planner
+    still believes the tables hold what they held before a first sync: on 1,000,000
+    loops it then answered the loop list's deep pages with a sequential scan and a sort
+    (430 ms instead of 10 ms) and the overview's counts likewise. Samples 30,000 rows
+    a table, a fraction of a second.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {HumanLoop._meta.db_table}, {HumanLoopStatusChange._meta.db_table}")
 
 
 def _stats_due(fd: FlowDefinition, run: SyncRun, now: datetime) -> bool:

@@ -206,3 +206,28 @@ def test_a_full_sync_on_parallel_writer_connections_equals_a2i(aws, settings):
     # A second run over unchanged loops writes nothing and marks nothing deleted.
     again = sync_flow_definition(fd.pk, full=True)
     assert (again.created, again.updated, again.marked_deleted) == (0, 0, 0)
+
+
+@requires_postgresql
+def test_a_sync_that_inserts_many_loops_refreshes_the_planner_statistics(aws, flow_definition, monkeypatch):
+    """Otherwise, until autovacuum comes round, the planner plans a first sync's million
+    loops as the empty table it saw: the loop list's deep pages by sequential scan."""
+    from django.db import connection
+
+    from loops.services import sync
+
+    def planner_rows() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [HumanLoop._meta.db_table])
+            return cursor.fetchone()[0]
+
+    monkeypatch.setattr(sync, "ANALYZE_AFTER_CREATED", 25)  # the real threshold, 10,000, scaled down
+    start_loops(aws, flow_definition, 20)
+    sync_flow_definition(flow_definition.pk, full=True)
+    before = planner_rows()
+    assert before != HumanLoop.objects.count() == 20  # 20 created: below the threshold, no ANALYZE
+
+    start_loops(aws, flow_definition, 30, prefix="more")
+    run = sync_flow_definition(flow_definition.pk, full=True)
+    assert run.created == 30
+    assert planner_rows() == HumanLoop.objects.count() == 50
