@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Max, Min, Model, QuerySet
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
@@ -135,10 +136,17 @@ class DashboardCollector:
 
     def collect(self):
         now = timezone.now()
+        # Only the three keys of the statistics document a scrape reads: the whole document
+        # (its 30-day and 24-hour charts) took a tenth of a scrape's time to decode.
         fds = list(
             FlowDefinition.objects.filter(deleted_upstream=False)
             .order_by("name", "region")
-            .only("pk", "name", "region", "task_availability_lifetime_seconds", "last_sync_succeeded_at", "stats")
+            .only("pk", "name", "region", "task_availability_lifetime_seconds", "last_sync_succeeded_at")
+            .annotate(
+                status_counts=KeyTransform("status_counts", "stats"),
+                oldest_in_progress=KeyTransform("oldest_in_progress", "stats"),
+                review_seconds=KeyTransform("review_seconds", "stats"),
+            )
         )
         yield from self._loops(fds, now)
         yield from self._counters()
@@ -158,15 +166,14 @@ class DashboardCollector:
         expiring_now = expiring_counts(expiring_cutoffs(fds, NEAR_EXPIRY_FRACTION, now))
         for fd in fds:
             labels = [fd.name, fd.region]
-            stats = fd.stats or {}
-            counts = stats.get("status_counts") or {}
+            counts = fd.status_counts or {}
             for status in HumanLoopStatus:
                 loops.add_metric([*labels, status.value], counts.get(status.value, 0))
             if fd.task_availability_lifetime_seconds:
                 expiring.add_metric(labels, expiring_now.get(fd.pk, 0))
-            started = as_datetime(stats.get("oldest_in_progress"))
+            started = as_datetime(fd.oldest_in_progress)
             oldest.add_metric(labels, max((now - started).total_seconds(), 0.0) if started else 0.0)
-            times = stats.get("review_seconds") or {}
+            times = fd.review_seconds or {}
             for quantile, key in (("0.5", "median"), ("0.9", "p90")):
                 if times.get(key) is not None:
                     review.add_metric([*labels, quantile], times[key])
