@@ -5,7 +5,7 @@ serves from this process. One run prints every "before" beside its "after":
 
 1. full sync of N loops (default 100,000) of one flow definition at zero added latency:
    loops/s end to end beside the listing-only rate of the same client (one paginator,
-   same process, same run) and their ratio (targets: >= 10,000 loops/s, ratio >= 0.5);
+   same process, same run, best of two passes) and their ratio (targets: >= 10,000 loops/s, ratio >= 0.5);
    CPU seconds of the sync process, its PostgreSQL backends and A2I Local, and PostgreSQL
    CPU per synced loop. Then the same sync through the write path as it was before
    (one paginator, the indexes and foreign key 0009_sync_speed removed, page statements
@@ -281,9 +281,13 @@ def run_child(phase: str, rest: list[str]) -> dict:
             sync_sql.PREPARE = False
         listed = listing = None
         if "--skip-listing" not in rest:
-            t0 = time.perf_counter()
-            listed = sum(len(page) for page in a2i.iter_loop_pages(region, fd.arn))
-            listing = time.perf_counter() - t0
+            # Best of two: the first pass also pays for the client's creation and a cold
+            # A2I Local (its SQLite pages); in one run the first listing measured half the
+            # rate of the second, which made the ratio depend on the order of measurements.
+            for _ in range(2):
+                t0 = time.perf_counter()
+                listed = sum(len(page) for page in a2i.iter_loop_pages(region, fd.arn))
+                listing = min(listing or float("inf"), time.perf_counter() - t0)
         # Every ListHumanLoops attempt of the sync, and the throttled ones (retries included).
         codes: list = []
         a2i.listing_client(region).meta.events.register(
