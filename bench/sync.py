@@ -8,7 +8,7 @@ serves from this process. One run prints every "before" beside its "after":
    same process, same run, best of two passes) and their ratio (targets: >= 10,000 loops/s, ratio >= 0.5);
    CPU seconds of the sync process, its PostgreSQL backends and A2I Local, and PostgreSQL
    CPU per synced loop. Then the same sync through the write path as it was before
-   (one paginator, the indexes and foreign key 0009_sync_speed removed, page statements
+   (one paginator, the indexes and foreign key 0007_sync_speed removed, page statements
    not prepared) into an emptied database: PostgreSQL CPU per loop before and after
    (target: at most half);
 2. the same N loops with A2I Local answering each call after --latency-ms (default 50):
@@ -140,9 +140,9 @@ def run_parent(args) -> dict:
         empty_database(database_url)
         with old_write_path(database_url):
             before = child("full", {**env, "A2I_SYNC_SLICES": "1", "BENCH_OLD_WRITE_PATH": "1"}, arn)
-        results["full_sync_before"] = {"loops": args.loops, "write_path": "before 0009_sync_speed, one paginator", **before}
+        results["full_sync_before"] = {"loops": args.loops, "write_path": "before 0007_sync_speed, one paginator", **before}
         print(
-            f"  before (one paginator, the write path before 0009_sync_speed): {before['sync_loops_per_second']:,.0f} loops/s, "
+            f"  before (one paginator, the write path before 0007_sync_speed): {before['sync_loops_per_second']:,.0f} loops/s, "
             f"ratio {before['ratio']:.2f}; PostgreSQL {before['postgresql_us_per_loop']} us/loop "
             f"-> after {full['postgresql_us_per_loop']} us/loop "
             f"({full['postgresql_us_per_loop'] / before['postgresql_us_per_loop']:.2f} of before)",
@@ -233,7 +233,7 @@ def run_parent(args) -> dict:
 
 @contextlib.contextmanager
 def old_write_path(url: str):
-    """The schema objects loops/migrations/0009_sync_speed removed, for the "before" sync
+    """The schema objects loops/migrations/0007_sync_speed removed, for the "before" sync
     (the child also turns off prepared page statements): the varchar_pattern_ops twin of
     the ARN index, the index on flow_definition_id, the history rows' foreign key."""
     import psycopg
