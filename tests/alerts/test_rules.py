@@ -251,3 +251,23 @@ def test_a_rule_that_raises_does_not_stop_the_others(fleet, monkeypatch):
     broken.refresh_from_db()
     assert broken.evaluation_claimed_until is None  # released for the next tick
     assert timezone.now() - broken.last_evaluated_at < timedelta(minutes=1) or broken.last_evaluated_at == fleet.now
+
+
+def test_each_scope_lists_its_own_first_loops_at_most_ten(fleet):
+    """The loops a notification lists are fetched for every flow definition in one query
+    (a window per flow definition): each scope still gets its own, oldest first, ten at most."""
+    from loops.services.alerts import SAMPLE
+
+    now = fleet.now
+    many = add_loops(fleet.inv, "InProgress", SAMPLE + 3, age=timedelta(minutes=50), now=now, prefix="inv")
+    few = add_loops(fleet.rec, "InProgress", 2, age=timedelta(minutes=55), now=now, prefix="rec")
+    rule = make_rule("expiring")
+
+    evaluate_rules(now=now)
+
+    assert firing_scopes(rule) == {"invoices", "receipts"}
+    listed = [loop["name"] for loop in state_of(rule, fleet.inv).loops]
+    oldest_first = sorted(many, key=lambda loop: (loop.creation_time, loop.pk))
+    assert listed == [loop.name for loop in oldest_first[:SAMPLE]]
+    assert state_of(rule, fleet.inv).value == SAMPLE + 3
+    assert {loop["name"] for loop in state_of(rule, fleet.rec).loops} == {loop.name for loop in few}
