@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 DETAIL_TYPE = "SageMaker A2I HumanLoop Status Change"
 SOURCE = "aws.sagemaker"
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
+# Seconds between two warnings about failed deliveries to one destination.
+WARN_EVERY = 10.0
 
 
 def format_event_time(moment: datetime) -> str:
@@ -125,6 +127,11 @@ class EventSender:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._sqs_clients: dict[tuple[str | None, str], Any] = {}
+        # Failure warnings, one per destination per WARN_EVERY seconds (only the delivery
+        # thread writes these): under `make run` the workforce's first events find the web
+        # server not yet listening, and a line per event buried the start-up banner.
+        self._warned_at: dict[str, float] = {}
+        self._unwarned: dict[str, int] = {}
 
     def __call__(self, loop: dict) -> None:
         if loop.get("HumanLoopStatus") not in TERMINAL_STATUSES:
@@ -215,9 +222,9 @@ class EventSender:
                 response.read()
                 return 200 <= response.status < 300
         except urllib.error.HTTPError as exc:
-            logger.warning("event webhook %s answered %s for event %s", url, exc.code, event["id"])
+            self._warn(url, "event webhook %s answered %s for event %s", url, exc.code, event["id"])
         except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, bad URL
-            logger.warning("event webhook %s unreachable for event %s: %s", url, event["id"], exc)
+            self._warn(url, "event webhook %s unreachable for event %s: %s", url, event["id"], exc)
         return False
 
     def _send_to_queue(self, event: dict) -> bool:
@@ -232,8 +239,21 @@ class EventSender:
             self._sqs_client(url).send_message(QueueUrl=url, MessageBody=json.dumps(event))
             return True
         except (BotoCoreError, ClientError) as exc:
-            logger.warning("event queue %s refused or unreachable for event %s: %s", url, event["id"], exc)
+            self._warn(url, "event queue %s refused or unreachable for event %s: %s", url, event["id"], exc)
         return False
+
+    def _warn(self, destination: str, message: str, *args) -> None:
+        """Log a delivery failure, at most once per destination every WARN_EVERY seconds
+        (with how many were not logged since); the retries go on regardless."""
+        now = time.monotonic()
+        if now - self._warned_at.get(destination, -WARN_EVERY) < WARN_EVERY:
+            self._unwarned[destination] = self._unwarned.get(destination, 0) + 1
+            return
+        self._warned_at[destination] = now
+        skipped = self._unwarned.pop(destination, 0)
+        if skipped:
+            message += f" ({skipped} more delivery failures to it in the last {WARN_EVERY:.0f} s, not logged)"
+        logger.warning(message, *args)
 
     def _sqs_client(self, queue_url: str):
         """A boto3 SQS client for the queue's endpoint, created once (only the delivery thread calls this).

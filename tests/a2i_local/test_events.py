@@ -234,3 +234,29 @@ def test_an_expired_loop_posts_a_failed_event_with_code_expired(server_with, web
     assert_event_shape(event, described, "Failed", a2i)
     assert event["detail"]["failureCode"] == "Expired"
     assert event["detail"]["failureReason"]
+
+
+def test_a_webhook_that_is_down_gets_one_warning_per_interval_not_one_per_event(caplog):
+    """Under `make run` the workforce's first events find the web server not yet listening:
+    a warning line per event buried the start-up banner. One per destination every
+    WARN_EVERY seconds now, the retries going on regardless."""
+    import logging
+
+    from a2i_local.config import Options
+    from a2i_local.events import EventSender
+
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    options = Options(event_webhook=f"http://127.0.0.1:{port}/events/")
+    sender = EventSender(options, max_attempts=1).start()
+    with caplog.at_level(logging.WARNING, logger="a2i_local.events"):
+        for i in range(20):
+            sender({"HumanLoopName": f"loop-{i}", "HumanLoopStatus": "Completed", "CreationTime": "2026-12-02T10:00:00Z",
+                    "HumanLoopArn": f"arn:aws:sagemaker:us-east-1:123456789012:human-loop/loop-{i}",
+                    "FlowDefinitionArn": "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/fd"})
+        assert sender.wait_idle(timeout=30)
+        sender.stop()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert sender.dropped == 20  # every event was tried (and, with max_attempts=1, dropped and logged as such)
