@@ -2,9 +2,11 @@
 
 It must print the URL and a login that works, populate the dashboard before the first
 page load, run Celery through Redis or (when none answers) the embedded filesystem
-broker, and leave no process behind after Ctrl-C or after one of its children dies.
+broker, wire A2I Local's events into the dashboard, and leave no process behind after
+Ctrl-C or after one of its children dies.
 """
 
+import json
 import os
 import re
 import signal
@@ -14,9 +16,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import boto3
 import pytest
 import requests
 
@@ -26,6 +31,7 @@ pytestmark = pytest.mark.integration
 STARTED = re.compile(r"^run\s*\| started (\S+) \(pid (\d+)\)")
 BANNER_URL = re.compile(r"A2I loop dashboard: (http://\S+)")
 BANNER_LOGIN = re.compile(r"Login: (\S+) / (\S+)")
+A2I_URL = re.compile(r"A2I Local: (http://\S+)")
 
 
 def free_port() -> int:
@@ -229,12 +235,47 @@ def test_make_run_serves_the_dashboard_and_ctrl_c_stops_everything(make_run, bro
         assert time.monotonic() < deadline, f"no worker heartbeat within 60 s:\n{run.output[-4000:]}"
         time.sleep(1)
 
+    assert_a_completed_loop_reaches_the_dashboard_through_its_event(run, db)
+
     children = run.children()
     assert {"s3", "a2i-local", "worker", "beat", "web"} <= set(children)
     run.proc.send_signal(signal.SIGINT)
     assert run.proc.wait(timeout=60) == 0, run.output[-4000:]
     assert "all processes stopped" in run.output
     assert wait_until_gone(set(children.values())) == []
+
+
+def rows(db: Path, sql: str, *params) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def assert_a_completed_loop_reaches_the_dashboard_through_its_event(run, db: Path) -> None:
+    """A new loop, completed at once in A2I Local: the dashboard learns of it from its event
+    alone, within seconds (a sync would take up to 30 s)."""
+    a2i_url = run.wait_for(A2I_URL, timeout=5).group(1)
+    runtime = boto3.client("sagemaker-a2i-runtime", endpoint_url=a2i_url, region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local")
+    ((fd_arn,),) = rows(db, "select arn from loops_flowdefinition order by name limit 1")
+    name = f"make-run-{uuid.uuid4().hex[:8]}"
+    runtime.start_human_loop(HumanLoopName=name, FlowDefinitionArn=fd_arn, HumanLoopInput={"InputContent": "{}"})
+    request = urllib.request.Request(f"{a2i_url}/_local/human-loops/{name}/complete", method="POST",
+                                     data=json.dumps({"answerContent": {"label": "cat"}}).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    completed_at = time.monotonic()
+
+    deadline = time.monotonic() + 15
+    while rows(db, "select status from loops_humanloop where name = ?", name) != [("Completed",)]:
+        assert time.monotonic() < deadline, run.output[-4000:]
+        time.sleep(0.1)
+    seconds = time.monotonic() - completed_at
+    (source,) = rows(db, "select c.source from loops_humanloopstatuschange c join loops_humanloop l on l.id = c.loop_id "
+                         "where l.name = ? and c.to_status = 'Completed'", name)
+    assert source == ("event",)
+    assert rows(db, "select e.result from loops_receivedevent e join loops_humanloop l on l.id = e.loop_id "
+                    "where l.name = ?", name) == [("applied",)]
+    assert seconds < 5, seconds
 
 
 def test_make_run_stops_everything_when_a_child_dies(make_run):
