@@ -131,6 +131,14 @@ def loop_list_link(fd: FlowDefinition | None, **params) -> str:
     return f"{reverse('loops:loop_list')}?{urlencode(query, doseq=True)}"
 
 
+def _sample(queryset, limit: int = SAMPLE) -> list[dict]:
+    """The first `limit` loops of an ordered queryset of loops (one flow definition's)."""
+    return [
+        {"id": pk, "name": name, "status": status}
+        for pk, name, status in queryset.values_list("pk", "name", "status")[:limit]
+    ]
+
+
 def _samples(queryset, *order_by: str, fd="flow_definition_id", loop="") -> dict[int, list[dict]]:
     """The first SAMPLE loops of each flow definition in `queryset`, by `order_by`, keyed by
     flow definition id: one query (row_number() over each flow definition's rows) instead
@@ -264,7 +272,8 @@ def _failure_rate(rule, fds, now):
     for pk, n_ended, n_failed in [*transitions, *first_sights]:
         before = figures.get(pk, (0, 0))
         figures[pk] = (before[0] + n_ended, before[1] + n_failed)
-    firing_ids = [pk for pk, (n_ended, n_failed) in figures.items() if n_ended >= volume and n_failed / n_ended > threshold]
+    # Every entry has at least one ended loop (a row of one of the two GROUP BYs).
+    firing_ids = {pk for pk, (n_ended, n_failed) in figures.items() if n_ended >= volume and n_failed / n_ended > threshold}
     # The newest failures of each firing flow definition, for the notification.
     failed_samples = _samples(
         changes.filter(failed, loop__flow_definition_id__in=firing_ids), "-observed_at", "-loop_id",
@@ -275,7 +284,7 @@ def _failure_rate(rule, fds, now):
     for fd in fds:
         n_ended, n_failed = figures.get(fd.pk, (0, 0))
         rate = n_failed / n_ended if n_ended else None
-        firing = n_ended >= volume and rate is not None and rate > threshold
+        firing = fd.pk in firing_ids
         label = f"failed with {code}" if code else "failed"
         summary = (
             f"{n_failed} of {n_ended} loops that ended in the last {window} min {label} ({rate:.0%}; threshold {threshold:.0%})."
@@ -288,10 +297,7 @@ def _failure_rate(rule, fds, now):
             sample = list(failed_samples.get(fd.pk, []))
             if len(sample) < SAMPLE:
                 newest_first = first_seen.filter(failed_loop, flow_definition=fd).order_by("-creation_time")
-                sample += [
-                    {"id": pk, "name": name, "status": status}
-                    for pk, name, status in newest_first.values_list("id", "name", "status")[: SAMPLE - len(sample)]
-                ]
+                sample += _sample(newest_first, SAMPLE - len(sample))
         findings[fd.pk] = Finding(
             firing, rate, summary, sample,
             loop_list_link(fd, status=HumanLoopStatus.FAILED, window=list_window, failure_code=code),
@@ -311,12 +317,8 @@ def _backlog(rule, fds, now):
         oldest = HumanLoop.objects.filter(
             flow_definition=fd, status=HumanLoopStatus.IN_PROGRESS, deleted_upstream=False
         ).order_by("creation_time")  # index loop_fd_status_created
-        sample = [
-            {"id": pk, "name": name, "status": status}
-            for pk, name, status in oldest.values_list("pk", "name", "status")[:SAMPLE]
-        ] if firing else []
         findings[fd.pk] = Finding(
-            firing, n, f"{n} InProgress loop(s) (limit {limit}).", sample,
+            firing, n, f"{n} InProgress loop(s) (limit {limit}).", _sample(oldest) if firing else [],
             loop_list_link(fd, status=HumanLoopStatus.IN_PROGRESS, sort="creation_time"),
         )
     return findings

@@ -158,9 +158,13 @@ def wait_until_gone(groups: set[int], timeout: float = 10) -> list[str]:
     return alive
 
 
-def count_rows(db: Path, table: str) -> int:
+def rows(db: Path, sql: str, *params) -> list[tuple]:
     with sqlite3.connect(db) as conn:
-        return conn.execute(f"select count(*) from {table}").fetchone()[0]
+        return conn.execute(sql, params).fetchall()
+
+
+def count_rows(db: Path, table: str) -> int:
+    return rows(db, f"select count(*) from {table}")[0][0]
 
 
 def log_in(url: str, username: str, password: str) -> requests.Session:
@@ -243,11 +247,6 @@ def test_make_run_serves_the_dashboard_and_ctrl_c_stops_everything(make_run, bro
     assert run.proc.wait(timeout=60) == 0, run.output[-4000:]
     assert "all processes stopped" in run.output
     assert wait_until_gone(set(children.values())) == []
-
-
-def rows(db: Path, sql: str, *params) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def assert_a_completed_loop_reaches_the_dashboard_through_its_event(run, db: Path) -> None:
