@@ -387,6 +387,10 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "a2i-dashboard"}
     )
 }
+# Rendered overview and loop-list fragments are kept this many seconds at most, and
+# dropped at once by any write of what they show (loops.services.page_cache); 0: off.
+# Off with the process-local cache above, which other processes cannot invalidate.
+PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", "10")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -25,6 +25,17 @@ from loops.services.sync import sync_flow_definition
 # A2I Local fixtures (a2i_server, a2i, a2i_client, sagemaker_client, s3_client).
 pytest_plugins = ["a2i_local.testing"]
 
+# The page cache is keyed by a data version that the product's writers bump after they
+# commit. Tests write rows with the ORM directly (and inside transactions that never
+# commit), so for them it is off, here and in the servers they start; the tests of the
+# cache itself (tests/dashboard/test_page_cache.py) and the `make run` tests turn it on.
+os.environ["PAGE_CACHE_SECONDS"] = "0"
+
+
+@pytest.fixture(autouse=True)
+def _page_cache_off(settings):
+    settings.PAGE_CACHE_SECONDS = 0
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

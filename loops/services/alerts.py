@@ -50,7 +50,7 @@ from loops.models import (
     HumanLoopStatus,
     HumanLoopStatusChange,
 )
-from loops.services import stats
+from loops.services import page_cache, stats
 from loops.services.overview import HEARTBEAT_STALE_AFTER, NEAR_EXPIRY_FRACTION, latest_heartbeat
 
 logger = logging.getLogger(__name__)
@@ -444,6 +444,7 @@ def _apply_findings(rule: AlertRule, findings: dict, now: datetime, tick: Tick) 
             state, _created = AlertState.objects.get_or_create(rule=rule, flow_definition_id=scope)
         transition = apply_finding(rule, state, finding, now)
         if transition is not None:
+            page_cache.data_changed()  # the overview's banners show firing alerts
             tick.transitions.append(transition.pk)
             tick.deliveries.extend(transition.delivery_ids)
 

@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from loops import a2i
 from loops.models import AnswersState, FlowDefinition, HumanAnswer, HumanLoop, HumanLoopStatus
+from loops.services import page_cache
 from loops.services.output_json import Output, OutputUnreadable, parse_output
 
 logger = logging.getLogger(__name__)
@@ -287,6 +288,7 @@ def _write(results: list[tuple[LoopRef, Output | Exception]], report: IngestRepo
     with transaction.atomic():
         _insert_answers(rows)
         _update_loops(updates)
+        page_cache.data_changed()
 
 
 ANSWER_COLUMNS = {

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from loops import a2i
 from loops.models import FlowDefinition, HumanLoop, SyncRun
+from loops.services import page_cache
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ def _discover_region(region: str) -> list[FlowDefinition]:
         loops_deleted = HumanLoop.objects.filter(flow_definition_id__in=gone_ids, deleted_upstream=False).update(
             deleted_upstream=True, deleted_upstream_at=now, last_seen_at=now
         )
+        page_cache.data_changed()
         SyncRun.objects.filter(pk=run.pk).update(
             outcome=SyncRun.Outcome.SUCCEEDED,
             finished_at=timezone.now(),

@@ -46,6 +46,7 @@ from loops.models import (
     HumanLoopStatusChange,
     ReceivedEvent,
 )
+from loops.services import page_cache
 from loops.services.event_parsing import StatusChangeEvent
 
 Result = ReceivedEvent.Result
@@ -179,6 +180,8 @@ def _apply(events: Sequence[StatusChangeEvent], transport: str) -> ApplyReport:
         report.results[i] = _decide(loop, event, fd.pk if fd else loop.flow_definition_id)
 
     _write(events, report, loops, transport, now)
+    if created or report.flow_definition_ids:
+        page_cache.data_changed()
     report.completed = sum(
         1 for event, result in zip(events, report.results, strict=True)
         if result == Result.APPLIED and event.status == HumanLoopStatus.COMPLETED

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from loops import a2i
 from loops.models import TERMINAL_STATUSES, HumanLoop, HumanLoopStatusChange
+from loops.services import page_cache
 
 Source = HumanLoopStatusChange.Source
 
@@ -55,6 +56,7 @@ def set_loop_status(
                 loop_id=loop.pk, from_status=current, to_status=status, observed_at=now, source=source
             )
         HumanLoop.objects.filter(pk=loop.pk).update(**fields)
+        page_cache.data_changed()
     for field, value in fields.items():
         setattr(loop, field, value)
     return changed
@@ -67,6 +69,7 @@ def mark_loop_deleted_upstream(loop: HumanLoop, *, observed_at: datetime | None 
         deleted_upstream=True, deleted_upstream_at=now, last_seen_at=now
     )
     if updated:
+        page_cache.data_changed()
         loop.deleted_upstream, loop.deleted_upstream_at, loop.last_seen_at = True, now, now
 
 
@@ -101,5 +104,6 @@ def refresh_loop(loop: HumanLoop, *, source: str = Source.SYNC) -> HumanLoop:
     HumanLoop.objects.filter(pk=loop.pk).update(
         output_s3_uri=output_uri, creation_time=described["CreationTime"], deleted_upstream=False, deleted_upstream_at=None
     )
+    page_cache.data_changed()
     loop.refresh_from_db()
     return loop

@@ -36,6 +36,7 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from loops.models import FlowDefinition, HumanAnswer, HumanLoop, HumanLoopStatus, HumanLoopStatusChange
+from loops.services import page_cache
 
 Source = HumanLoopStatusChange.Source
 
@@ -67,6 +68,7 @@ def refresh_flow_definition_stats(flow_definition: FlowDefinition) -> dict:
     now = timezone.now()
     stats = compute_flow_definition_stats(flow_definition.pk, now=now)
     FlowDefinition.objects.filter(pk=flow_definition.pk).update(stats=stats, stats_refreshed_at=now)
+    page_cache.data_changed()
     flow_definition.stats, flow_definition.stats_refreshed_at = stats, now
     return stats
 

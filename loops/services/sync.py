@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from loops import a2i
 from loops.models import ACTIVE_STATUSES, FlowDefinition, HumanLoop, HumanLoopStatus, HumanLoopStatusChange, SyncRun
+from loops.services import page_cache
 from loops.services.settlement import settle_after_sync
 from loops.services.stats import refresh_flow_definition_stats
 from loops.services.sync_listing import SlicedListing
@@ -134,7 +135,11 @@ def finish_succeeded(fd: FlowDefinition, run: SyncRun) -> None:
     if run.created >= ANALYZE_AFTER_CREATED:
         _analyze()
     if _stats_due(fd, run, now):
-        refresh_flow_definition_stats(fd)
+        refresh_flow_definition_stats(fd)  # announces its own change
+    # Deletions marked (pages announced theirs), an error banner cleared. A run that
+    # changed nothing announces nothing: cached pages survive the idle incremental syncs.
+    if run.marked_deleted or fd.last_sync_error:
+        page_cache.data_changed()
 
 
 def _analyze() -> None:
@@ -357,6 +362,7 @@ def describe_failures(fd: FlowDefinition, loop_ids: list[int], backlog: int) -> 
             code = described.get("FailureCode") or ""
             uri = (described.get("HumanLoopOutput") or {}).get("OutputS3Uri") or loop.output_s3_uri
             HumanLoop.objects.filter(pk=loop.pk).update(failure_code=code, output_s3_uri=uri)
+        page_cache.data_changed()
 
 
 def finish_failed(fd: FlowDefinition, run: SyncRun, message: str) -> None:
@@ -365,3 +371,4 @@ def finish_failed(fd: FlowDefinition, run: SyncRun, message: str) -> None:
     run.outcome, run.error, run.finished_at = SyncRun.Outcome.FAILED, message, timezone.now()
     _save_counters(run, outcome=run.outcome, error=message, finished_at=run.finished_at, listed_from=run.listed_from)
     FlowDefinition.objects.filter(pk=fd.pk).update(last_sync_error=message)
+    page_cache.data_changed()

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from loops import a2i
 from loops.models import TERMINAL_STATUSES, FlowDefinition, HumanLoopStatus
-from loops.services import sync_sql
+from loops.services import page_cache, sync_sql
 from loops.services.sync_listing import Listed
 from loops.services.sync_sql import LoopChange, LoopRow
 
@@ -142,6 +142,8 @@ def write_page(fd: FlowDefinition, summaries: list[dict], *, pages: int = 1) -> 
             else:
                 changes.append(LoopChange(old.id, row, None))
         sync_sql.update_loops(fd.pk, changes, now)
+        if inserted or changes:
+            page_cache.data_changed()
     result.created, result.updated = len(inserted), len(changes)
     return result
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from django.core.paginator import EmptyPage, PageNotAnInteger
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
 from loops.filters import LoopFilter
 from loops.models import FlowDefinition
+from loops.services import page_cache
 from loops.services.exports import stream_csv, stream_json
 from loops.services.loop_list import count_matching_loops, explain_empty_result, iter_export_rows
 from loops.tables import DeferredJoinPaginator, LoopTable
@@ -57,47 +59,65 @@ def loop_list(request):
 
     can_stop = request.user.has_perm("loops.stop_humanloop")
     can_delete = request.user.has_perm("loops.delete_humanloop")
-    table = LoopTable(
-        # The page shows these columns only; an export (below) writes every one.
-        filterset.qs if export else filterset.qs.only(*LIST_COLUMNS),
-        flow_definitions=flow_definitions,
-        order_by=sort or None,
-        exclude=() if (can_stop or can_delete) else ("select",),
-        # No request=: RequestConfig would paginate with Django's Paginator, i.e. an
-        # exact COUNT(*) of the whole result. We paginate lazily below.
-    )
-
+    selectable = can_stop or can_delete
     if export:
+        table = LoopTable(filterset.qs, flow_definitions=flow_definitions, order_by=sort or None,
+                          exclude=() if selectable else ("select",))
         return _export(table, export)
 
     page_number = _page_number(request.GET.get("page"), problems)
+    # The results (count, table, pages) depend on the query string, the data and whether
+    # the rows have checkboxes; not on who asks: one render per data version serves everyone.
+    results = page_cache.fragment(
+        "loop_list", [request.META.get("QUERY_STRING", ""), str(selectable)],
+        lambda: _results(request, filterset, flow_definitions, sort, page_number, problems, selectable),
+    )
+    context = {
+        "filter": filterset,
+        "results_html": results["html"],
+        "count": results["count"],
+        "sort": sort,
+        "can_stop": can_stop,
+        "can_delete": can_delete,
+        "filters_query": _query_without(request, ("page", "_export")),
+    }
+    return _render(request, context)
+
+
+def _results(request, filterset, flow_definitions, sort, page_number, problems, selectable) -> dict:
+    """The results fragment (count, table, pagination, problems) as HTML, and the count for the bulk form."""
+    table = LoopTable(
+        # The page shows these columns only; an export writes every one.
+        filterset.qs.only(*LIST_COLUMNS),
+        flow_definitions=flow_definitions,
+        order_by=sort or None,
+        exclude=() if selectable else ("select",),
+        # No request=: RequestConfig would paginate with Django's Paginator, i.e. an
+        # exact COUNT(*) of the whole result. We paginate lazily below.
+    )
+    problems = list(problems)
     try:
         table.paginate(paginator_class=DeferredJoinPaginator, per_page=PER_PAGE, page=page_number)
     except (EmptyPage, PageNotAnInteger):
         problems.append(f"Page {page_number} is past the last page of these results; showing page 1.")
         table.paginate(paginator_class=DeferredJoinPaginator, per_page=PER_PAGE, page=1)
-
     count = count_matching_loops(filterset.qs, filterset.active_filters())
     context = {
-        "filter": filterset,
         "table": table,
         "count": count,
         "problems": problems,
-        "sort": sort,
-        "now": timezone.now(),
-        "can_stop": can_stop,
-        "can_delete": can_delete,
-        "filters_query": _query_without(request, ("page", "_export")),
         "empty_reasons": explain_empty_result(request.GET, filterset) if count.value == 0 else [],
     }
-    return _render(request, context)
+    # With the request: the table's sort and page links are built from its query string.
+    return {"html": render_to_string("loops/_loop_results.html", context, request), "count": count}
 
 
 def _render(request, context):
-    context.setdefault("problems", [])
-    is_fragment = request.headers.get("HX-Request") == "true"
-    template = "loops/_loop_results.html" if is_fragment else "loops/loop_list.html"
-    response = render(request, template, context)
+    if request.headers.get("HX-Request") == "true":
+        # htmx's refresh of the results (nothing when the filters are invalid).
+        response = HttpResponse(context.get("results_html", ""))
+    else:
+        response = render(request, "loops/loop_list.html", context)
     # The same URL serves the page and (for htmx polling) the fragment.
     patch_vary_headers(response, ["HX-Request"])
     return response

@@ -72,11 +72,12 @@ class MakeRun:
     def __init__(self, tmp_path: Path, redis_url: str | None, sigint_ignored: bool = False):
         self.var = tmp_path / "var"
         # A developer's shell: none of the test process's AWS/Celery/run settings, nor the
-        # browser fixture's DJANGO_ALLOW_ASYNC_UNSAFE.
+        # browser fixture's DJANGO_ALLOW_ASYNC_UNSAFE, nor the suite's page cache switch
+        # (with Redis, the page cache is on, as for a newcomer).
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("AWS_", "CELERY_", "RUN_")) and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+            if not k.startswith(("AWS_", "CELERY_", "RUN_")) and k not in ("DJANGO_ALLOW_ASYNC_UNSAFE", "PAGE_CACHE_SECONDS")
         }
         env.update(
             RUN_WEB_PORT=str(free_port()),
