@@ -14,6 +14,7 @@ transaction), pages are written on the caller's connection instead.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,9 @@ from loops.models import TERMINAL_STATUSES, FlowDefinition, HumanLoopStatus
 from loops.services import page_cache, sync_sql
 from loops.services.sync_listing import Listed
 from loops.services.sync_sql import LoopChange, LoopRow
+
+# Seconds between two announcements of a sync's writes to the page cache (loops.services.page_cache).
+ANNOUNCE_EVERY = 1.0
 
 
 @dataclass(slots=True)
@@ -50,7 +54,25 @@ def write_pages(fd: FlowDefinition, pages: Iterable[Listed]) -> Iterator[PageRes
     caller merges them, so a failed sync still knows every loop it wrote); a database
     error propagates after the pages in flight have finished. Every committed page
     stays committed.
+
+    Pages that inserted or changed loops are announced to the page cache at most once
+    every ANNOUNCE_EVERY seconds, and at the end: every announcement drops the cached
+    pages of every user, and a sync writes dozens of pages a second.
     """
+    announced, unannounced = time.monotonic(), False
+    try:
+        for result in _write_pages(fd, pages):
+            unannounced = unannounced or bool(result.created or result.updated)
+            if unannounced and time.monotonic() - announced >= ANNOUNCE_EVERY:
+                page_cache.data_changed()
+                announced, unannounced = time.monotonic(), False
+            yield result
+    finally:
+        if unannounced:
+            page_cache.data_changed()
+
+
+def _write_pages(fd: FlowDefinition, pages: Iterable[Listed]) -> Iterator[PageResult]:
     writers = settings.A2I_SYNC_WRITERS
     if writers <= 1 or connection.in_atomic_block:
         with sync_sql.page_write_session():
@@ -142,8 +164,6 @@ def write_page(fd: FlowDefinition, summaries: list[dict], *, pages: int = 1) -> 
             else:
                 changes.append(LoopChange(old.id, row, None))
         sync_sql.update_loops(fd.pk, changes, now)
-        if inserted or changes:
-            page_cache.data_changed()
     result.created, result.updated = len(inserted), len(changes)
     return result
 

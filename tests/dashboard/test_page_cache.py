@@ -16,7 +16,7 @@ import pytest
 from django.utils import timezone
 
 from loops.models import FlowDefinition, HumanLoop
-from loops.services import page_cache
+from loops.services import page_cache, sync_writer
 from loops.services.answers import claim_batch, due_loops, ingest_loops
 from loops.services.discovery import discover_flow_definitions
 from loops.services.event_parsing import parse_event
@@ -24,7 +24,8 @@ from loops.services.events import apply_events
 from loops.services.loop_state import mark_loop_deleted_upstream, set_loop_status
 from loops.services.stats import refresh_flow_definition_stats
 from loops.services.sync import sync_flow_definition
-from loops.services.sync_writer import write_page
+from loops.services.sync_listing import Listed
+from loops.services.sync_writer import write_pages
 from tests.conftest import completed_loop_via_a2i, start_loops
 from tests.events.conftest import for_loop
 
@@ -149,12 +150,33 @@ def test_a_sync_announces_the_pages_it_changed_and_nothing_when_nothing_changed(
     assert bumped(commits, lambda: sync_flow_definition(flow_definition.pk, full=True))  # marks the deletion
 
 
-def test_a_sync_page_announces_what_it_wrote_and_nothing_when_it_wrote_nothing(aws, flow_definition, page_cache_on, commits):
-    start_loops(aws, flow_definition, 2)
-    listed = aws.client("sagemaker-a2i-runtime").list_human_loops(FlowDefinitionArn=flow_definition.arn)
-    page = listed["HumanLoopSummaries"]
-    assert bumped(commits, lambda: write_page(flow_definition, page))
-    assert not bumped(commits, lambda: write_page(flow_definition, page))
+def test_a_syncs_pages_are_announced_once_a_second_and_at_the_end(
+    aws, flow_definition, page_cache_on, monkeypatch, django_capture_on_commit_callbacks
+):
+    names = start_loops(aws, flow_definition, 4)
+    client = aws.client("sagemaker-a2i-runtime")
+
+    def listed():
+        return Listed(client.list_human_loops(FlowDefinitionArn=flow_definition.arn)["HumanLoopSummaries"], pages=1)
+
+    page = listed()
+    with django_capture_on_commit_callbacks() as announced:
+        results = []
+        for result in write_pages(flow_definition, iter([page] * 3)):  # the same page again changes nothing
+            results.append((result.created, len(announced)))
+    assert results == [(4, 0), (0, 0), (0, 0)]  # within the first second: not yet
+    assert len(announced) == 1  # at the end, once
+
+    for name in names[:2]:
+        aws.complete(name, answer={"label": "cat"})
+    page = listed()
+    monkeypatch.setattr(sync_writer, "ANNOUNCE_EVERY", 0.0)
+    with django_capture_on_commit_callbacks() as announced:
+        assert [result.updated for result in write_pages(flow_definition, iter([page] * 2))] == [2, 0]
+    assert len(announced) == 1  # the page that changed two loops; not the one that changed none
+    with django_capture_on_commit_callbacks() as announced:
+        list(write_pages(flow_definition, iter([page])))
+    assert announced == []
 
 
 def test_an_event_announces_its_change_and_a_duplicate_does_not(world, page_cache_on, commits):
