@@ -49,6 +49,9 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_load"
 PASSWORD = "bench-load-password"
 TARGET_P95_MS = 100
 TARGET_SATURATION_RPS = 120
+# The world (A2I Local and moto stand in for AWS, which runs on other machines) and the
+# sync (as `make run` and docker-compose run the Celery worker) yield the CPU to pages.
+NICE = ["nice", "-n", "10"]
 KINDS = ("overview", "list", "list_fd_status_7d", "list_deep_page", "loop_page")
 
 
@@ -169,7 +172,9 @@ def read_stats(csv_path: Path) -> dict:
 
 
 def run_locust(mode: str, args, url: str, plan_path: Path, tmp: Path, cpu_of: dict, database: str) -> dict:
-    env = {**os.environ, "BENCH_LOAD_PLAN": str(plan_path), "BENCH_LOAD_MODE": mode, "BENCH_LOAD_WARMUP": str(args.warmup)}
+    request_log = tmp / f"requests-{mode}.json"
+    env = {**os.environ, "BENCH_LOAD_PLAN": str(plan_path), "BENCH_LOAD_MODE": mode, "BENCH_LOAD_WARMUP": str(args.warmup),
+           "BENCH_LOAD_REQUEST_LOG": str(request_log)}
     prefix = tmp / mode
     locust = subprocess.Popen(
         [str(BIN / "locust"), "-f", str(ROOT / "bench" / "locustfile.py"), "--headless", "--host", url,
@@ -178,6 +183,7 @@ def run_locust(mode: str, args, url: str, plan_path: Path, tmp: Path, cpu_of: di
         cwd=ROOT / "bench", env=env, stdout=(tmp / f"locust-{mode}.log").open("w"), stderr=subprocess.STDOUT,
     )
     time.sleep(args.warmup)
+    measured_from = time.time()
     with BackendCpu(database) as backends:
         before = {name: tree_cpu(pid) for name, pid in cpu_of.items()} | {"load generator (locust)": tree_cpu(locust.pid)}
         started = time.monotonic()
@@ -193,8 +199,30 @@ def run_locust(mode: str, args, url: str, plan_path: Path, tmp: Path, cpu_of: di
     stats = read_stats(Path(f"{prefix}_stats.csv"))
     stats["cpu_seconds"] = cpu
     stats["window_seconds"] = round(seconds, 1)
+    stats["during_syncs"] = split_by_syncs(request_log, tmp / "sync.log", measured_from)
     stats["cpu_share"] = {name: round(value / max(seconds, 1e-9) / (os.cpu_count() or 1), 3) for name, value in cpu.items()}
     return stats
+
+
+def split_by_syncs(request_log: Path, sync_log: Path, measured_from: float) -> dict:
+    """p95 of the measured requests that overlapped an incremental sync, and of the others."""
+    if not request_log.exists():
+        return {}
+    syncs = [json.loads(line) for line in sync_log.read_text().splitlines() if line.startswith("{")]
+    windows = [(s["began_at"], s["ended_at"]) for s in syncs if "began_at" in s]
+    during, outside = [], []
+    for start, _kind, ms in json.loads(request_log.read_text()):
+        if start < measured_from:
+            continue
+        end = start + ms / 1000
+        (during if any(lo < end and start < hi for lo, hi in windows) else outside).append(ms)
+
+    def p95(values: list[float]) -> float | None:
+        return round(sorted(values)[int(0.95 * (len(values) - 1))], 1) if values else None
+
+    total = len(during) + len(outside)
+    return {"requests_during_syncs": len(during), "share_during_syncs": round(len(during) / total, 3) if total else None,
+            "p95_ms_during_syncs": p95(during), "p95_ms_outside_syncs": p95(outside)}
 
 
 def locust_cpu_seconds(log: Path) -> float | None:
@@ -217,9 +245,11 @@ def sync_loop(interval: float) -> None:
     while True:
         started = time.monotonic()
         for fd_id in FlowDefinition.objects.filter(deleted_upstream=False).values_list("id", flat=True):
+            began = time.time()
             run = sync_flow_definition(fd_id, full=False)
             print(json.dumps({"fd": fd_id, "outcome": run.outcome, "seen": run.loops_seen, "updated": run.updated,
-                              "created": run.created, "seconds": round(time.monotonic() - started, 2)}), flush=True)
+                              "created": run.created, "seconds": round(time.monotonic() - started, 2),
+                              "began_at": began, "ended_at": time.time()}), flush=True)
         time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
@@ -261,11 +291,11 @@ def main(argv: list[str] | None = None) -> dict:
                            cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
             result["seed_seconds"] = round(time.perf_counter() - t0, 1)
             s3_port, a2i_port, web_port = free_port(), free_port(), free_port()
-            s3 = processes.start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], dict(os.environ),
+            s3 = processes.start([*NICE, str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], dict(os.environ),
                                  tmp / "s3.log")
             wait_for_port(s3_port, s3)
             a2i = processes.start(
-                [sys.executable, "-m", "a2i_local", "serve", "--port", str(a2i_port), "--db", str(store), "--workforce",
+                [*NICE, sys.executable, "-m", "a2i_local", "serve", "--port", str(a2i_port), "--db", str(store), "--workforce",
                  "--workforce-start-rate", "2", "--s3-endpoint", f"http://127.0.0.1:{s3_port}", "--log-level", "WARNING"],
                 dict(os.environ), tmp / "a2i.log",
             )
@@ -287,7 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
                 env, tmp / "web.log",
             )
             wait_for_port(web_port, web)
-            sync = processes.start([sys.executable, "-m", "bench.load", "--sync-loop", str(args.sync_interval)], env,
+            sync = processes.start([*NICE, sys.executable, "-m", "bench.load", "--sync-loop", str(args.sync_interval)], env,
                                    tmp / "sync.log")
             cpu_of = {"web (gunicorn)": web.pid, "sync": sync.pid, "A2I Local": a2i.pid, "S3 (moto)": s3.pid}
             url = f"http://127.0.0.1:{web_port}"
@@ -304,6 +334,8 @@ def main(argv: list[str] | None = None) -> dict:
             logs.mkdir(parents=True, exist_ok=True)
             for log in tmp.glob("*.log"):
                 (logs / log.name).write_text(log.read_text()[-200_000:])
+            for requests in tmp.glob("requests-*.json"):  # every request's start, kind and time
+                (logs / requests.name).write_text(requests.read_text())
     steady, saturation = result["modes"]["steady"], result["modes"]["saturation"]
     result["targets"] = {
         "steady_p95_ms_per_kind": {kind: f["p95_ms"] for kind, f in steady["kinds"].items()},
@@ -328,6 +360,10 @@ def report(mode: str, figures: dict) -> None:
               f"failures {f['failures']}", flush=True)
     split = ", ".join(f"{name} {seconds} s ({figures['cpu_share'][name]:.0%})" for name, seconds in figures["cpu_seconds"].items())
     print(f"  CPU over {figures['window_seconds']} s: {split}", flush=True)
+    syncs = figures.get("during_syncs") or {}
+    if syncs.get("share_during_syncs") is not None:
+        print(f"  requests overlapping an incremental sync: {syncs['share_during_syncs']:.0%}, p95 "
+              f"{syncs['p95_ms_during_syncs']} ms; the others p95 {syncs['p95_ms_outside_syncs']} ms", flush=True)
 
 
 if __name__ == "__main__":

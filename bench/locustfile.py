@@ -69,7 +69,20 @@ class DashboardUser(FastHttpUser):
         self.page(f"/loops/{random.choice(PLAN['loop_ids'])}/", "loop_page")
 
 
+# Every page request's start (epoch seconds), kind and time (ms), written at exit to the
+# file named by BENCH_LOAD_REQUEST_LOG: bench/load.py sets them beside the syncs' times.
+REQUESTS: list[tuple[float, str, float]] = []
+
+
+@events.request.add_listener
+def remember_request(name, response_time, start_time=None, **kwargs):
+    if start_time is not None and name != "login":
+        REQUESTS.append((start_time, name, response_time))
+
+
 @events.quitting.add_listener
 def report_own_cpu(environment, **kwargs):
     # bench/load.py reads this line: locust's CPU seconds, taken before the process is gone.
     print(f"BENCH_LOCUST_CPU {time.process_time():.3f}", flush=True)
+    if os.environ.get("BENCH_LOAD_REQUEST_LOG"):
+        Path(os.environ["BENCH_LOAD_REQUEST_LOG"]).write_text(json.dumps(REQUESTS))

@@ -400,6 +400,11 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The worker's CPU niceness (0-19), added at start (dashboard/celery.py): background work
+# yields the CPU to pages on a shared machine. 0: the priority it was started with.
+WORKER_NICENESS = envint("WORKER_NICENESS", "10")
+if not 0 <= WORKER_NICENESS <= 19:
+    raise ImproperlyConfigured(f"WORKER_NICENESS must be between 0 and 19, got {WORKER_NICENESS}")
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", "1800")
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", "1900")
 CELERY_RESULT_EXPIRES = timedelta(days=1)

@@ -77,6 +77,8 @@ def test_a_real_worker_runs_a_bulk_stop_and_the_page_shows_it_done(aws, flow_def
     assert {a2i_status(aws, n) for n in names} <= {"Stopping", "Stopped"}
     page = client.get(response["Location"]).content.decode()
     assert "25 stopped" in page and "hx-trigger" not in page
+    # Background work yields the CPU to pages: the worker lowered its priority (WORKER_NICENESS, 10).
+    assert os.getpriority(os.PRIO_PROCESS, process.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
 
 
 def test_an_all_matching_stop_is_prepared_by_the_worker_and_its_clients_are_closed_at_shutdown(
