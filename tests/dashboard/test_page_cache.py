@@ -13,6 +13,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from loops.models import FlowDefinition, HumanLoop
@@ -39,7 +40,9 @@ def page_cache_on(settings):
         "KEY_PREFIX": f"test-page-cache-{uuid.uuid4().hex}",
     }}
     assert page_cache.enabled()
-    return settings
+    yield settings
+    # The fragments expire by themselves; the counter does not.
+    cache.delete(f"{page_cache._prefix()}:data-version")
 
 
 @pytest.fixture
