@@ -46,6 +46,10 @@ def _prefix() -> str:
     return f"page-cache:{settings.DATABASES['default']['NAME']}"
 
 
+def version_key() -> str:
+    return f"{_prefix()}:data-version"
+
+
 def data_changed() -> None:
     """Announce a write of what cached pages show; runs when the current transaction commits."""
     if enabled():
@@ -53,7 +57,7 @@ def data_changed() -> None:
 
 
 def _bump() -> None:
-    key = f"{_prefix()}:data-version"
+    key = version_key()
     try:
         try:
             cache.incr(key)
@@ -71,7 +75,7 @@ def _start_counter(key: str) -> None:
 
 
 def data_version() -> int:
-    key = f"{_prefix()}:data-version"
+    key = version_key()
     version = cache.get(key)
     if version is None:
         _start_counter(key)

@@ -62,7 +62,7 @@ def loop_list(request):
     selectable = can_stop or can_delete
     if export:
         table = LoopTable(filterset.qs, flow_definitions=flow_definitions, order_by=sort or None,
-                          exclude=() if selectable else ("select",))
+                          exclude=_hidden_columns(selectable))
         return _export(table, export)
 
     page_number = _page_number(request.GET.get("page"), problems)
@@ -91,7 +91,7 @@ def _results(request, filterset, flow_definitions, sort, page_number, problems, 
         filterset.qs.only(*LIST_COLUMNS),
         flow_definitions=flow_definitions,
         order_by=sort or None,
-        exclude=() if selectable else ("select",),
+        exclude=_hidden_columns(selectable),
         # No request=: RequestConfig would paginate with Django's Paginator, i.e. an
         # exact COUNT(*) of the whole result. We paginate lazily below.
     )
@@ -110,6 +110,11 @@ def _results(request, filterset, flow_definitions, sort, page_number, problems, 
     }
     # With the request: the table's sort and page links are built from its query string.
     return {"html": render_to_string("loops/_loop_results.html", context, request), "count": count}
+
+
+def _hidden_columns(selectable: bool) -> tuple[str, ...]:
+    # The checkboxes only for a user who may stop or delete.
+    return () if selectable else ("select",)
 
 
 def _render(request, context):

@@ -42,7 +42,7 @@ def page_cache_on(settings):
     assert page_cache.enabled()
     yield settings
     # The fragments expire by themselves; the counter does not.
-    cache.delete(f"{page_cache._prefix()}:data-version")
+    cache.delete(page_cache.version_key())
 
 
 @pytest.fixture
