@@ -31,8 +31,8 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import ensure_database
-from bench.dashboard import percentile, setup_django
+from bench.common import ensure_database, percentile
+from bench.dashboard import setup_django
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "alerts.json"

@@ -37,7 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.common import empty_database, ensure_database
+from bench.common import empty_database, ensure_database, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "answers.json"
@@ -256,14 +256,6 @@ def fill_answers(answers: int, workers: int) -> dict:
         cursor.execute("SELECT count(*), count(DISTINCT worker_id) FROM loops_humananswer")
         count, distinct = cursor.fetchone()
     return {"answers": count, "workers": distinct, "fill_seconds": round(time.perf_counter() - started, 1), "fd_arn": fds[0].arn}
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    lower = int(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
 def time_requests(client, url: str, requests: int) -> dict:

@@ -17,6 +17,15 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks (PostgreSQL's percentile_cont)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    lower = int(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
 def ensure_database(url: str) -> None:
     """Create the database of `url` if it does not exist, and migrate it (in a child process)."""
     name = url.rsplit("/", 1)[1]

@@ -44,7 +44,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from bench.common import ensure_database, operator_user
+from bench.common import ensure_database, operator_user, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "dashboard.json"
@@ -169,14 +169,6 @@ def logged_in_client():
     client = Client()
     client.force_login(operator_user("bench"))
     return client
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    lower = int(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
 def time_requests(client, url: str, requests: int) -> dict:

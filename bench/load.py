@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import BackendCpu, empty_database, ensure_database, proc_cpu
+from bench.common import BackendCpu, empty_database, ensure_database, percentile, proc_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -218,7 +218,7 @@ def split_by_syncs(request_log: Path, sync_log: Path, measured_from: float) -> d
         (during if any(lo < end and start < hi for lo, hi in windows) else outside).append(ms)
 
     def p95(values: list[float]) -> float | None:
-        return round(sorted(values)[int(0.95 * (len(values) - 1))], 1) if values else None
+        return round(percentile(values, 0.95), 1) if values else None
 
     total = len(during) + len(outside)
     return {"requests_during_syncs": len(during), "share_during_syncs": round(len(during) / total, 3) if total else None,
