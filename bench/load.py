@@ -97,8 +97,11 @@ class Processes:
         self.started: list[subprocess.Popen] = []
 
     def start(self, argv: list[str], env: dict, log: Path) -> subprocess.Popen:
+        # A process group of its own (for killpg), in this benchmark's session: with autogroup
+        # scheduling a new session would be scheduled as a unit of its own, and `nice` would
+        # weigh nothing against the web server (scripts/run.py does the same).
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   process_group=0)
         self.started.append(process)
         return process
 

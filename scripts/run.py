@@ -79,9 +79,13 @@ class Child:
         # that runs for days must not accumulate its log in memory.
         self.record = record
         self.lines: list[str] = []
-        # start_new_session: a terminal's Ctrl-C reaches only this script, which then
+        # process_group=0: a terminal's Ctrl-C reaches only this script, which then
         # stops the children in order; killpg also reaches their own children
-        # (runserver's autoreloader, the worker's pool processes).
+        # (runserver's autoreloader, the worker's pool processes). A process group, not
+        # a new session: with the kernel's autogroup scheduling (sched_autogroup_enabled,
+        # on by default on desktop and many server kernels) every session is scheduled
+        # as one unit with an equal share, and the worker's WORKER_NICENESS would weigh
+        # nothing against the web server in another session.
         self.proc = subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -91,7 +95,7 @@ class Child:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
-            start_new_session=True,
+            process_group=0,
         )
         STARTED.append(self)
         say("run", f"started {name} (pid {self.proc.pid}): {' '.join(argv)}")
