@@ -210,3 +210,14 @@ def test_the_web_healthcheck_asks_the_health_endpoint_for_database_and_broker(co
     assert resolve(parts.group(2)).url_name == "health"
     assert set(parts.group(3).split(",")) == {"database", "broker"}
     compile(test[3], "healthcheck", "exec")
+
+
+def test_the_worker_weighs_less_than_the_web_server_for_the_cpu(compose):
+    # Containers are cgroups of their own, so WORKER_NICENESS cannot reach across them:
+    # the worker's CPU weight is set below the web server's (Docker's default, 1024).
+    services = compose["services"]
+    by_kind = {}
+    for name in app_services(compose):
+        for argv in commands_of(services[name]):
+            by_kind[argv[0] if argv[0] != "celery" else f"celery {argv[3]}"] = services[name]
+    assert by_kind["celery worker"].get("cpu_shares", 1024) < by_kind["gunicorn"].get("cpu_shares", 1024)
