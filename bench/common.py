@@ -74,8 +74,9 @@ class BackendCpu:
     a backend's CPU in its last 0.1 s of life can be missed.
     """
 
-    def __init__(self, database: str):
-        self.marker = f" {database} "
+    def __init__(self, database: str | None):
+        # None: every PostgreSQL process of the server (autovacuum, checkpointer, WAL writer too).
+        self.marker = f" {database} " if database else ""
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
         self._stop = threading.Event()
