@@ -208,7 +208,13 @@ class HumanLoop(models.Model):
 
 
 class HumanLoopStatusChange(models.Model):
-    """One row per status transition (from_status is empty on first sight).
+    """One row per status transition.
+
+    A row with an empty from_status is a first sight: of a loop an event introduced
+    (at A2I's time), of a loop re-created under a reused name, or, in rows written
+    before 2026-12-02, of any loop. A sync that inserts a loop writes no row: a first
+    full sync would write one per loop. That first sight is the loop's first_seen_at,
+    in the status it had then (services.loop_state.timeline rebuilds it for the page).
 
     `observed_at` is A2I's own time of the change when `source` is "event" (the
     EventBridge event's `time`), otherwise when the dashboard observed it.
@@ -241,10 +247,10 @@ class HumanLoopStatusChange(models.Model):
             models.Index(fields=["loop", "observed_at"], name="change_loop_observed"),
             # Completions and endings in a time window (overview's last 24 h and review-time
             # sample, the failure_rate alert), A2I's or observed transitions only: a sync's
-            # first sight of a loop that had already ended says when we looked, and a first
-            # full sync writes one per loop, so they stay out of this index (a window after
-            # a first sync would otherwise hold the whole account). Those first sights count
-            # only for loops created in the window, found from the loop's side
+            # first sight of a loop that had already ended says when we looked, so the
+            # first-sight rows of older data stay out of this index (a window after a first
+            # sync would otherwise hold the whole account). First sights count only for
+            # loops created in the window, found from the loop's side
             # (services.stats.first_sight_of_recent_loops, index change_loop_observed).
             models.Index(
                 fields=["to_status", "observed_at"],

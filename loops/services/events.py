@@ -295,7 +295,13 @@ def _decide(loop: _Loop, event: StatusChangeEvent, fd_id: int) -> str:
     if loop.status == event.status:
         changed = _fill_in(loop, event)
         last = loop.history[-1] if loop.history else None
-        if last is not None and last.to_status == event.status and last.source != Source.EVENT:
+        if last is None:
+            # First seen by a sync, which writes no row for that: the event says when
+            # the loop got the status the sync found it in.
+            loop.history.append(_History(None, "", event.status, event.time, Source.EVENT, dirty=True))
+            loop.status_changed_at = event.time
+            changed = True
+        elif last.to_status == event.status and last.source != Source.EVENT:
             # The change was recorded when something noticed it; now we know when it happened.
             last.observed_at, last.source, last.dirty = event.time, Source.EVENT, True
             loop.status_changed_at = event.time

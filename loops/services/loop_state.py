@@ -62,6 +62,24 @@ def set_loop_status(
     return changed
 
 
+def timeline(loop: HumanLoop) -> list[HumanLoopStatusChange]:
+    """The loop's status history for its page, oldest first, beginning with its first sight.
+
+    A sync's first sight of a loop writes no row (a first full sync would write one per
+    loop, services.sync_sql): it is rebuilt, unsaved, from first_seen_at and the status
+    the loop had then, the from_status of its first transition or, without one, its
+    status now. Loops first seen by an event, and rows written before, have a row.
+    """
+    rows = list(loop.status_changes.all())
+    if rows and not rows[0].from_status:
+        return rows
+    first_status = rows[0].from_status if rows else loop.status
+    first_sight = HumanLoopStatusChange(
+        loop=loop, from_status="", to_status=first_status, observed_at=loop.first_seen_at, source=Source.SYNC
+    )
+    return [first_sight, *rows]
+
+
 def mark_loop_deleted_upstream(loop: HumanLoop, *, observed_at: datetime | None = None) -> None:
     """Mark the loop as deleted in A2I; the row stays as history. No-op if already marked."""
     now = observed_at or timezone.now()

@@ -253,19 +253,23 @@ def _observed_review_seconds(flow_definition_id: int, *, since) -> dict:
 def first_sight_of_recent_loops(flow_definition_ids, statuses, *, since):
     """Loops created since `since` that a sync first saw, since then, already in one of `statuses`.
 
-    Those first sights are left out of index change_transition_observed (a first sync
-    writes one per loop), so they are found from the loops' side: the loops of index
+    A sync's first sight writes no history row (services.sync_sql): the loop was first
+    seen at first_seen_at, and a loop with no history row at all is still in the status
+    it was first seen in. Rows written before that (and a loop re-created under a reused
+    name) record their first sight as a row with an empty from_status, outside index
+    change_transition_observed. Both are found from the loops' side: the loops of index
     loop_fd_status_created created in the window, each with its history through index
-    change_loop_observed. Terminal statuses only: the loop is still in the status it was
-    first seen in. A queryset of HumanLoop (count it, or group it by flow definition).
+    change_loop_observed. Terminal statuses only. A queryset of HumanLoop (count it, or
+    group it by flow definition).
     """
-    first_sight = HumanLoopStatusChange.objects.filter(
+    first_sight_row = HumanLoopStatusChange.objects.filter(
         loop=OuterRef("pk"), from_status="", to_status__in=statuses, observed_at__gte=since
     ).exclude(source=Source.EVENT)
+    any_row = HumanLoopStatusChange.objects.filter(loop=OuterRef("pk"))
     return HumanLoop.objects.filter(
         flow_definition_id__in=flow_definition_ids, status__in=statuses, deleted_upstream=False,
         creation_time__gte=since,
-    ).filter(Exists(first_sight)).order_by()
+    ).filter(Exists(first_sight_row) | (Q(first_seen_at__gte=since) & ~Exists(any_row))).order_by()
 
 
 def _percentile(sorted_values: list[float], fraction: float) -> float:

@@ -1,8 +1,10 @@
 """The sync's bulk writes for one page: insert new loops, read the stored ones, update changed ones.
 
 On PostgreSQL a page is one statement over arrays (`unnest`) that inserts the new loops
-with their first-sight history rows and returns the rows stored before, plus one UPDATE
-when some loops changed. The ORM equivalent (bulk_create of 200 model instances per
+and returns the rows stored before, plus one UPDATE (with its history rows) when some
+loops changed. Inserting a loop writes no history row: its first sight is the row's
+first_seen_at, in the status it had then (services.loop_state.timeline), so a first full
+sync does not write a second row, and its index entry, per loop. The ORM equivalent (bulk_create of 200 model instances per
 page) made a full sync several times slower. Other databases (SQLite for `make run`)
 use the ORM; the rows written are the same. Every function runs inside the caller's
 transaction.
@@ -19,7 +21,6 @@ from django.db import DatabaseError, connection
 from loops.models import HumanLoop, HumanLoopStatusChange
 
 LOOPS = HumanLoop._meta.db_table
-CHANGES = HumanLoopStatusChange._meta.db_table
 # The page statements are prepared once per connection (psycopg `prepare=True`), so
 # PostgreSQL does not parse them again for every page. bench/sync.py turns this off to
 # measure the write path as it was before.
@@ -118,7 +119,7 @@ def _fetch_stored_orm(arns: list[str]) -> dict[str, StoredLoop]:
 
 
 def _insert_loops_orm(flow_definition_id: int, rows: list[LoopRow], now: datetime) -> list[tuple[int, str]]:
-    """Insert new loops and one first-sight history row each; returns (id, status) per new loop."""
+    """Insert new loops (no history row: see the module docstring); returns (id, status) per new loop."""
     if not rows:
         return []
     loops = HumanLoop.objects.bulk_create(
@@ -131,17 +132,13 @@ def _insert_loops_orm(flow_definition_id: int, rows: list[LoopRow], now: datetim
             for r in rows
         ]
     )
-    HumanLoopStatusChange.objects.bulk_create(
-        [HumanLoopStatusChange(loop_id=loop.pk, from_status="", to_status=loop.status, observed_at=now) for loop in loops]
-    )
     return [(loop.pk, loop.status) for loop in loops]
 
 
 def insert_new_and_fetch_stored(
     flow_definition_id: int, rows: list[LoopRow], now: datetime
 ) -> tuple[list[tuple[int, str]], dict[str, StoredLoop]]:
-    """Insert the loops of `rows` not stored yet (with their first-sight history rows), and
-    return `(inserted (id, status) pairs, the rows stored before, by ARN)`.
+    """Insert the loops of `rows` not stored yet, and return `(inserted (id, status) pairs, the rows stored before, by ARN)`.
 
     On PostgreSQL this is one statement: every part of a WITH query sees the same
     snapshot, so `stored` holds the rows that existed before the INSERT.
@@ -170,9 +167,6 @@ def insert_new_and_fetch_stored(
                 SELECT %(fd)s, i.name, i.arn, i.status, i.created, '', i.reason, i.uri, %(now)s, %(now)s, %(now)s, false
                 FROM input i WHERE i.arn NOT IN (SELECT arn FROM stored)
                 RETURNING id, arn, status
-            ), history AS (
-                INSERT INTO {CHANGES} (loop_id, from_status, to_status, observed_at)
-                SELECT id, '', status, %(now)s FROM new
             )
             SELECT true, arn, id, status, NULL::timestamptz, NULL::text, NULL::boolean, NULL::bigint FROM new
             UNION ALL

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from loops import a2i
 from loops.models import HumanLoop
 from loops.services.loop_output import OutputTooLarge, OutputUnreadable, loop_output_expected, read_loop_answers
-from loops.services.loop_state import refresh_loop
+from loops.services.loop_state import refresh_loop, timeline
 from loops.services.settlement import DESCRIBE, settle_unknown_actions
 from loops.services.stats import refresh_flow_definition_stats
 from loops.views.access import viewer_required
@@ -31,7 +31,7 @@ def loop_detail(request, pk: int):
     context = {
         "loop": loop,
         "fd": loop.flow_definition,
-        "history": list(loop.status_changes.all()),
+        "history": timeline(loop),
         "output": output,
         "output_error": output_error,
         "output_too_large": too_large,

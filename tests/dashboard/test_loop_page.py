@@ -118,3 +118,10 @@ def test_user_and_a2i_strings_are_escaped_everywhere(viewer_client, world):
         content = viewer_client.get(url).content.decode()
         assert XSS not in content, url
         assert escaped in content, url
+
+
+def test_timeline_begins_with_a_first_sight_that_has_no_row(viewer_client, world):
+    # A sync's first sight of a loop writes no history row: the page rebuilds it from the loop.
+    assert not world.inv_new.status_changes.exists()
+    content = viewer_client.get(f"/loops/{world.inv_new.pk}/").content.decode()
+    assert "first seen as InProgress" in content

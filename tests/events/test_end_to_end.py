@@ -222,7 +222,8 @@ def test_after_a_mixed_stream_of_events_and_syncs_the_copy_equals_a2i(endpoint, 
         if loop.creation_time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z" != detail["creationTime"]:
             continue  # an event of a deleted loop whose name was reused: stale, recorded as such
         rows = list(loop.status_changes.order_by("id"))
-        this_loop = rows[max(i for i, r in enumerate(rows) if r.from_status == ""):]  # since the name's last first sight
+        # Since the name's last first sight (a sync's first sight of a loop writes no row).
+        this_loop = rows[max((i for i, r in enumerate(rows) if r.from_status == ""), default=0):]
         (row,) = [r for r in this_loop if r.to_status == detail["humanLoopStatus"]]
         assert (row.source, row.observed_at.strftime("%Y-%m-%dT%H:%M:%SZ")) == ("event", event["time"]), loop.name
         assert loop.status_changed_at == row.observed_at

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange, ReceivedEvent
 from loops.services.discovery import discover_flow_definitions
-from loops.services.loop_state import set_loop_status
+from loops.services.loop_state import set_loop_status, timeline
+from loops.services.stats import first_sight_of_recent_loops
 from loops.services.sync_writer import write_page
 from tests.conftest import ACCOUNT, requires_postgresql, start_loops, sync
 
@@ -17,6 +18,11 @@ from .conftest import for_loop, make_event
 
 def history(loop) -> list[tuple]:
     return list(loop.status_changes.order_by("id").values_list("from_status", "to_status", "source"))
+
+
+def shown(loop) -> list[tuple]:
+    """The history as the loop's page shows it: a sync's first sight writes no row and is rebuilt."""
+    return [(change.from_status, change.to_status, change.source) for change in timeline(loop)]
 
 
 def test_a_redelivered_event_changes_nothing_and_writes_no_second_history_row(endpoint, world):
@@ -132,7 +138,28 @@ def test_an_event_fills_in_the_failure_code_listhumanloops_does_not_give(endpoin
     assert endpoint.post(event).json()["applied"] == 1
     loop.refresh_from_db()
     assert (loop.failure_code, loop.failure_reason) == ("ValidationError", "The input was invalid.")
-    assert history(loop) == [("", "InProgress", "sync"), ("InProgress", "Failed", "event")]
+    assert history(loop) == [("InProgress", "Failed", "event")]
+    assert shown(loop) == [("", "InProgress", "sync"), ("InProgress", "Failed", "event")]
+
+
+def test_an_event_dates_the_status_a_sync_first_saw_a_loop_in(endpoint, aws, flow_definition):
+    (name,) = start_loops(aws, flow_definition, 1, prefix="seen-done")
+    aws.complete(name, answer={"label": "ok"})
+    sync(flow_definition)  # first seen already Completed: no history row, the time is when we looked
+    loop = HumanLoop.objects.get(name=name)
+    assert (loop.status, history(loop)) == ("Completed", [])
+    since = loop.creation_time - timedelta(seconds=1)
+    assert list(first_sight_of_recent_loops([flow_definition.pk], ["Completed"], since=since)) == [loop]
+
+    a2i_time = loop.first_seen_at.replace(microsecond=0) - timedelta(seconds=5)
+    assert endpoint.post(for_loop(loop, "Completed", time=a2i_time)).json()["applied"] == 1
+
+    loop.refresh_from_db()
+    assert history(loop) == [("", "Completed", "event")]
+    assert loop.status_changed_at == a2i_time
+    # Now a completion at A2I's time (index change_transition_observed), no longer a sync's
+    # first sight: counted once.
+    assert not first_sight_of_recent_loops([flow_definition.pk], ["Completed"], since=since).exists()
 
 
 def test_a_sync_after_the_event_writes_no_row_and_a_stale_listing_never_moves_the_loop_back(endpoint, aws, flow_definition):
@@ -148,7 +175,8 @@ def test_a_sync_after_the_event_writes_no_row_and_a_stale_listing_never_moves_th
     sync(flow_definition)  # and the next sync agrees with the event
     loop.refresh_from_db()
     assert loop.status == "Completed"
-    assert history(loop) == [("", "InProgress", "sync"), ("InProgress", "Completed", "event")]
+    assert history(loop) == [("InProgress", "Completed", "event")]
+    assert shown(loop) == [("", "InProgress", "sync"), ("InProgress", "Completed", "event")]
 
 
 def test_an_action_never_moves_a_loop_an_event_ended_back_to_stopping(endpoint, world):

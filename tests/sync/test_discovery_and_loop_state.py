@@ -7,7 +7,7 @@ import pytest
 from loops import a2i as a2i_api
 from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange, SyncRun
 from loops.services.discovery import discover_flow_definitions
-from loops.services.loop_state import mark_loop_deleted_upstream, refresh_loop, set_loop_status
+from loops.services.loop_state import mark_loop_deleted_upstream, refresh_loop, set_loop_status, timeline
 from loops.services.sync import sync_flow_definition
 from tests.conftest import start_loops
 
@@ -62,7 +62,8 @@ def test_set_loop_status_records_one_transition_and_reports_change(aws, flow_def
     loop.refresh_from_db()
     assert loop.status == "Stopping"
     rows = list(HumanLoopStatusChange.objects.filter(loop=loop).values_list("from_status", "to_status"))
-    assert rows == [("", "InProgress"), ("InProgress", "Stopping")]
+    assert rows == [("InProgress", "Stopping")]
+    assert [(c.from_status, c.to_status) for c in timeline(loop)] == [("", "InProgress"), ("InProgress", "Stopping")]
 
 
 def test_refresh_loop_applies_describe_and_marks_a_vanished_loop_deleted(aws, flow_definition):

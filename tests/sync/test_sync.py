@@ -7,6 +7,7 @@ import pytest
 from loops import a2i as a2i_api
 from loops.models import FlowDefinition, HumanLoop, HumanLoopStatusChange, SyncRun
 from loops.services.discovery import discover_flow_definitions
+from loops.services.loop_state import timeline
 from loops.services.sync import sync_flow_definition
 from tests.conftest import requires_postgresql, start_loops
 
@@ -96,8 +97,10 @@ def test_incremental_sync_makes_the_database_equal_a2i_after_random_changes(aws,
     # A stop then a reached Stopped state shows in the history as transitions observed.
     some_stopped = sorted(done["stopped"])[0]
     history = list(HumanLoopStatusChange.objects.filter(loop__name=some_stopped).values_list("from_status", "to_status"))
-    assert history[0] == ("", "InProgress")
+    assert history[0][0] == "InProgress"  # the first sight wrote no row: the first row is a transition
     assert history[-1][1] in ("Stopping", "Stopped")
+    first_sight = timeline(HumanLoop.objects.get(name=some_stopped))[0]
+    assert (first_sight.pk, first_sight.from_status, first_sight.to_status) == (None, "", "InProgress")
 
 
 def test_full_sync_marks_deleted_loops_and_keeps_them(aws, flow_definition, write_path):
@@ -123,16 +126,20 @@ def test_full_sync_marks_deleted_loops_and_keeps_them(aws, flow_definition, writ
     assert (again.created, again.updated, again.marked_deleted) == (0, 0, 0)
 
 
-def test_every_new_loop_gets_a_first_sight_history_row_and_transitions_one_row_each(aws, flow_definition):
+def test_a_new_loop_gets_no_history_row_and_each_transition_one_row(aws, flow_definition):
     fd = flow_definition
     [name] = start_loops(aws, fd, 1)
     sync_flow_definition(fd.pk, full=False)
+    assert not HumanLoopStatusChange.objects.filter(loop__name=name).exists()
     aws.complete(name, answer={"label": "x"})
     sync_flow_definition(fd.pk, full=False)
     sync_flow_definition(fd.pk, full=False)
     rows = list(HumanLoopStatusChange.objects.filter(loop__name=name).values_list("from_status", "to_status"))
-    assert rows == [("", "InProgress"), ("InProgress", "Completed")]
+    assert rows == [("InProgress", "Completed")]
     loop = HumanLoop.objects.get(name=name)
+    # The page's timeline rebuilds the first sight from the loop's row.
+    shown = [(c.from_status, c.to_status, c.observed_at) for c in timeline(loop)]
+    assert shown == [("", "InProgress", loop.first_seen_at), ("InProgress", "Completed", loop.status_changed_at)]
     assert loop.output_s3_uri.endswith(f"/{fd.name}/{loop.creation_time:%Y/%m/%d/%H/%M/%S}/{name}/output.json")
 
 
@@ -179,8 +186,10 @@ def test_a_name_reused_after_a_delete_revives_the_row_as_a_new_loop(aws, flow_de
     loop = HumanLoop.objects.get(name=name)
     assert (run.updated, loop.status, loop.deleted_upstream) == (1, "InProgress", False)
     assert loop.creation_time == list_a2i(aws, fd.arn)[name]["CreationTime"]
+    # The new loop's first sight is a row (the row already existed); the first one's was
+    # not written (a sync's first sight of a loop writes none), and it had no transition.
     history = list(loop.status_changes.values_list("from_status", "to_status"))
-    assert history == [("", "Completed"), ("", "InProgress")]
+    assert history == [("", "InProgress")]
 
 
 @requires_postgresql
@@ -202,7 +211,8 @@ def test_a_full_sync_on_parallel_writer_connections_equals_a2i(aws, settings):
     assert (run.outcome, run.loops_seen, run.created) == ("succeeded", 1234, 1234)
     assert run.pages >= 13  # 13 with one paginator; a slice's last page is not full
     assert_db_equals_listing(aws, fd, deleted_marked=True)
-    assert HumanLoopStatusChange.objects.filter(loop__flow_definition=fd, from_status="").count() == 1234
+    # A first sync writes no history rows: each loop's first sight is its row's first_seen_at.
+    assert not HumanLoopStatusChange.objects.filter(loop__flow_definition=fd).exists()
     # A second run over unchanged loops writes nothing and marks nothing deleted.
     again = sync_flow_definition(fd.pk, full=True)
     assert (again.created, again.updated, again.marked_deleted) == (0, 0, 0)
@@ -231,3 +241,8 @@ def test_a_sync_that_inserts_many_loops_refreshes_the_planner_statistics(aws, fl
     run = sync_flow_definition(flow_definition.pk, full=True)
     assert run.created == 30
     assert planner_rows() == HumanLoop.objects.count() == 50
+    # ... with statistics for the columns the dashboard filters and sorts on.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT attname FROM pg_stats WHERE tablename = %s", [HumanLoop._meta.db_table])
+        analyzed = {row[0] for row in cursor.fetchall()}
+    assert {"status", "creation_time", "flow_definition_id", "first_seen_at"} <= analyzed
