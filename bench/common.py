@@ -26,16 +26,17 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
-def ensure_database(url: str) -> None:
-    """Create the database of `url` if it does not exist, and migrate it (in a child process)."""
+def ensure_database(url: str, tree: Path = ROOT) -> None:
+    """Create the database of `url` if it does not exist, and migrate it (in a child process)
+    with the migrations of the code in `tree` (default: this checkout)."""
     name = url.rsplit("/", 1)[1]
     admin = url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "--skip-checks", "-v0"],
-        env={**os.environ, "DATABASE_URL": url}, check=True, cwd=ROOT,
+        [sys.executable, str(tree / "manage.py"), "migrate", "--skip-checks", "-v0"],
+        env={**os.environ, "DATABASE_URL": url}, check=True, cwd=tree,
     )
 
 

@@ -21,10 +21,6 @@ from django.db import DatabaseError, connection
 from loops.models import HumanLoop, HumanLoopStatusChange
 
 LOOPS = HumanLoop._meta.db_table
-# The page statements are prepared once per connection (psycopg `prepare=True`), so
-# PostgreSQL does not parse them again for every page. bench/sync.py turns this off to
-# measure the write path as it was before.
-PREPARE = True
 
 
 @dataclass(slots=True)
@@ -182,7 +178,7 @@ def insert_new_and_fetch_stored(
                 "reasons": [r.failure_reason for r in rows],
                 "uris": [r.output_s3_uri for r in rows],
             },
-            prepare=PREPARE,
+            prepare=True,  # parsed and planned once per connection, not per page
         )
         inserted, stored = [], {}
         for is_new, arn, *rest in cursor.fetchall():
@@ -228,7 +224,7 @@ def update_loops(flow_definition_id: int, changes: list[LoopChange], now: dateti
                     "uris": [c.row.output_s3_uri for c in changes],
                     "moved": [c.from_status is not None for c in changes],
                 },
-                prepare=PREPARE,
+                prepare=True,  # parsed and planned once per connection, not per page
             )
     else:
         fields = ["flow_definition", "status", "creation_time", "failure_reason", "output_s3_uri", "last_seen_at",
