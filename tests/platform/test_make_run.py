@@ -235,6 +235,8 @@ def test_make_run_serves_the_dashboard_and_ctrl_c_stops_everything(make_run, bro
     assert reviewers.status_code == 200 and 'href="/reviewers/' in reviewers.text
     # Served by gunicorn, as in production, with the static files from the app (whitenoise).
     assert overview.headers.get("Server", "").startswith("gunicorn"), overview.headers
+    # No keep-alive (dashboard/gunicorn.conf.py): each request goes to the least busy process.
+    assert overview.headers.get("Connection") == "close", overview.headers
     stylesheet = session.get(f"{url}static/css/app.css", timeout=30)
     assert stylesheet.status_code == 200 and "text/css" in stylesheet.headers["Content-Type"]
 
