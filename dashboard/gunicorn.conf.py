@@ -12,7 +12,7 @@ worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))
 # No keep-alive: a kept-alive connection stays with the process that accepted it, and with
 # few processes one of them can end up with most of the users while the other idles (the
-# load benchmark measured 78 % of the requests on one of two processes, and saturation
+# load benchmark measured 78 % of the web CPU on one of two processes, and saturation
 # down to 103 requests/s). Closed after each response, every request goes to whichever
 # process accepts first: the less busy one. A new connection costs well under a
 # millisecond on a LAN; a proxy in front keeps the browsers' connections alive itself.
