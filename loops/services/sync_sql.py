@@ -4,8 +4,8 @@ On PostgreSQL a page is one statement over arrays (`unnest`) that inserts the ne
 and returns the rows stored before, plus one UPDATE (with its history rows) when some
 loops changed. Inserting a loop writes no history row: its first sight is the row's
 first_seen_at, in the status it had then (services.loop_state.timeline), so a first full
-sync does not write a second row, and its index entry, per loop. The ORM equivalent (bulk_create of 200 model instances per
-page) made a full sync several times slower. Other databases (SQLite for `make run`)
+sync does not write a second row, and its index entry, per loop. The ORM equivalent
+(bulk_create of 200 model instances per page) made a full sync several times slower. Other databases (SQLite for `make run`)
 use the ORM; the rows written are the same. Every function runs inside the caller's
 transaction.
 """
@@ -134,7 +134,8 @@ def _insert_loops_orm(flow_definition_id: int, rows: list[LoopRow], now: datetim
 def insert_new_and_fetch_stored(
     flow_definition_id: int, rows: list[LoopRow], now: datetime
 ) -> tuple[list[tuple[int, str]], dict[str, StoredLoop]]:
-    """Insert the loops of `rows` not stored yet, and return `(inserted (id, status) pairs, the rows stored before, by ARN)`.
+    """Insert the loops of `rows` not stored yet, and return
+    `(inserted (id, status) pairs, the rows stored before, by ARN)`.
 
     On PostgreSQL this is one statement: every part of a WITH query sees the same
     snapshot, so `stored` holds the rows that existed before the INSERT.
