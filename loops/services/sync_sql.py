@@ -5,9 +5,9 @@ and returns the rows stored before, plus one UPDATE (with its history rows) when
 loops changed. Inserting a loop writes no history row: its first sight is the row's
 first_seen_at, in the status it had then (services.loop_state.timeline), so a first full
 sync does not write a second row, and its index entry, per loop. The ORM equivalent
-(bulk_create of 200 model instances per page) made a full sync several times slower. Other databases (SQLite for `make run`)
-use the ORM; the rows written are the same. Every function runs inside the caller's
-transaction.
+(bulk_create of 200 model instances per page) made a full sync several times slower.
+Other databases (SQLite for `make run`) use the ORM; the rows written are the same. Every
+function runs inside the caller's transaction.
 """
 
 from __future__ import annotations
