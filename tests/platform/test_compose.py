@@ -113,10 +113,15 @@ def listening_ports(service: dict) -> set[int]:
 IMAGE_PORTS = {"postgres": 5432, "redis": 6379}
 
 
+def program_kind(argv: list[str]) -> str:
+    """What a service runs: its program, or for Celery "celery worker" / "celery beat"."""
+    return argv[0] if argv[0] != "celery" else f"celery {argv[3]}"
+
+
 def test_the_product_runs_as_web_worker_and_beat(compose):
     # Whatever the services are called, one image serves the web, a Celery worker and beat.
     programs = [argv for name in app_services(compose) for argv in commands_of(compose["services"][name])]
-    kinds = {argv[0] if argv[0] != "celery" else f"celery {argv[3]}" for argv in programs}
+    kinds = {program_kind(argv) for argv in programs}
     assert {"gunicorn", "celery worker", "celery beat"} <= kinds
 
 
@@ -219,5 +224,5 @@ def test_the_worker_weighs_less_than_the_web_server_for_the_cpu(compose):
     by_kind = {}
     for name in app_services(compose):
         for argv in commands_of(services[name]):
-            by_kind[argv[0] if argv[0] != "celery" else f"celery {argv[3]}"] = services[name]
+            by_kind[program_kind(argv)] = services[name]
     assert by_kind["celery worker"].get("cpu_shares", 1024) < by_kind["gunicorn"].get("cpu_shares", 1024)

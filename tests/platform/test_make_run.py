@@ -138,9 +138,13 @@ class MakeRun:
         self.proc.wait(timeout=10)
 
 
+def stat_fields(stat: Path) -> list[str]:
+    """The fields of a /proc/<pid>/stat file after the command name: state, ppid, pgrp, session, ..."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def session_of(pid: int) -> int:
-    """The session id of a process (field 6 of /proc/<pid>/stat)."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    return int(stat_fields(Path(f"/proc/{pid}/stat"))[3])
 
 
 def live_processes_in_groups(groups: set[int]) -> list[str]:
@@ -148,7 +152,7 @@ def live_processes_in_groups(groups: set[int]) -> list[str]:
     alive = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(stat)
         except OSError:
             continue
         state, pgid = fields[0], int(fields[2])
