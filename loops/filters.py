@@ -24,7 +24,7 @@ from datetime import timedelta
 
 import django_filters
 from django import forms
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from loops.fields import IdField, StrictBooleanField, UTCDateTimeField
@@ -183,6 +183,16 @@ class LoopFilter(django_filters.FilterSet):
         if not self.form.cleaned_data.get("deleted"):
             queryset = queryset.filter(deleted_upstream=False)
         return queryset
+
+    def qs_without_status(self) -> QuerySet:
+        """The result of every filter but status (services.loop_list counts Completed loops
+        as these minus the loops in the other statuses)."""
+        cleaned = self.form.cleaned_data
+        self.form.cleaned_data = {**cleaned, "status": []}
+        try:
+            return self.filter_queryset(self.queryset.all())
+        finally:
+            self.form.cleaned_data = cleaned
 
     def active_filters(self) -> dict[str, object]:
         """The filters that restrict the result, as {param: cleaned value} (valid forms only)."""

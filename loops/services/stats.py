@@ -31,7 +31,7 @@ import statistics
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import CharField, Count, Exists, OuterRef, Q, Value
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
@@ -78,10 +78,7 @@ def compute_flow_definition_stats(flow_definition_id: int, *, now) -> dict:
     loops = HumanLoop.objects.filter(flow_definition_id=flow_definition_id)
     live = loops.filter(deleted_upstream=False)
 
-    # COUNT(*), not COUNT(id): id is in no index, and referencing it forces a heap visit
-    # per row instead of an index-only scan (an order of magnitude slower).
-    # GROUP BY status over index loop_fd_status_created (index-only after VACUUM).
-    status_counts = dict(live.order_by().values_list("status").annotate(n=ALL).values_list("status", "n"))
+    status_counts = counts_by_status(live)
     # Partial index loop_fd_deleted holds the deleted rows only.
     deleted_count = loops.filter(deleted_upstream=True).order_by().count()
 
@@ -133,6 +130,26 @@ def compute_flow_definition_stats(flow_definition_id: int, *, now) -> dict:
     }
 
 
+def counts_by_status(loops) -> dict[str, int]:
+    """Loops of the queryset `loops` (of one flow definition, not deleted upstream) by
+    status, the statuses with none left out. One statement, so one snapshot.
+
+    Completed loops are in neither status index (models.HumanLoop): their count is the
+    total, an index-only count over loop_fd_created, minus the other statuses' counts,
+    index-only over loop_fd_status_created. COUNT(*), not COUNT(id): id is in neither
+    index, and referencing it forces a heap visit per row (an order of magnitude slower).
+    """
+    others = loops.exclude(status=HumanLoopStatus.COMPLETED).order_by().values_list("status").annotate(n=ALL)
+    total = loops.order_by().annotate(total=Value("", output_field=CharField())).values_list("total").annotate(n=ALL)
+    counts = {}
+    for status, n in others.union(total, all=True):
+        counts[status] = n
+    completed = counts.pop("") - sum(counts.values())
+    if completed:
+        counts[HumanLoopStatus.COMPLETED] = completed
+    return counts
+
+
 def _review_seconds(flow_definition_id: int, *, since) -> dict:
     """Median and p90 review time of the flow definition's loops created since `since`.
 
@@ -140,10 +157,10 @@ def _review_seconds(flow_definition_id: int, *, since) -> dict:
     submission, over the most recent REVIEW_SAMPLE reviewed loops ("source": "answers").
     "reviewed" of "completed" says how many of the Completed loops created in the window
     the figure covers. Before any answer is read, the observed figure instead (below).
-    Index loop_fd_reviewed (index-only) and loop_fd_status_created.
+    Index loop_fd_reviewed (index-only) and counts_by_status.
     """
     loops = HumanLoop.objects.filter(flow_definition_id=flow_definition_id, deleted_upstream=False, creation_time__gte=since)
-    completed = loops.filter(status=HumanLoopStatus.COMPLETED).order_by().count()
+    completed = counts_by_status(loops).get(HumanLoopStatus.COMPLETED, 0)
     count = loops.filter(review_seconds__isnull=False).order_by().count()
     figure = review_time(flow_definition_id, since=since)
     return {**figure, "reviewed": count, "completed": completed}
@@ -201,8 +218,8 @@ def _observed_review_seconds(flow_definition_id: int, *, since) -> dict:
     else when the dashboard observed it. A sync's first sight of a loop that was already
     Completed (empty from_status, e.g. the first full sync) says when we looked, not
     when the reviewer finished, so it is left out; an event's first sight is exact.
-    Driven from this flow definition's loops (index loop_fd_status_created, newest
-    first, then each loop's history through change_loop_observed): a scan of the
+    Driven from this flow definition's loops (index loop_fd_created, newest first, nearly
+    all of them Completed, then each loop's history through change_loop_observed): a scan of the
     window's completions across every flow definition cost 0.3 s a flow definition at
     1,000,000 loops, too much for an alert rule evaluated every minute over 50 of them.
     """
@@ -257,8 +274,9 @@ def first_sight_of_recent_loops(flow_definition_ids, statuses, *, since):
     seen at first_seen_at, and a loop with no history row at all is still in the status
     it was first seen in. Rows written before that (and a loop re-created under a reused
     name) record their first sight as a row with an empty from_status, outside index
-    change_transition_observed. Both are found from the loops' side: the loops of index
-    loop_fd_status_created created in the window, each with its history through index
+    change_transition_observed. Both are found from the loops' side: the loops created in
+    the window (a range of index loop_fd_created, or of loop_fd_status_created when
+    Completed is not among `statuses`), each with its history through index
     change_loop_observed. Terminal statuses only. A queryset of HumanLoop (count it, or
     group it by flow definition).
     """

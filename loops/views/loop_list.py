@@ -101,7 +101,7 @@ def _results(request, filterset, flow_definitions, sort, page_number, problems, 
     except (EmptyPage, PageNotAnInteger):
         problems.append(f"Page {page_number} is past the last page of these results; showing page 1.")
         table.paginate(paginator_class=DeferredJoinPaginator, per_page=PER_PAGE, page=1)
-    count = count_matching_loops(filterset.qs, filterset.active_filters())
+    count = count_matching_loops(filterset.qs, filterset.active_filters(), filterset.qs_without_status)
     context = {
         "table": table,
         "count": count,

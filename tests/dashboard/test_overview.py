@@ -4,11 +4,13 @@ from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
+from django.db.models import ProtectedError
 
 from loops.charts import stacked_bars
-from loops.models import HumanLoopStatusChange, SyncRun, WorkerHeartbeat
+from loops.models import HumanLoop, HumanLoopStatusChange, SyncRun, WorkerHeartbeat
 from loops.services.overview import build_overview
-from loops.services.stats import refresh_flow_definition_stats
+from loops.services.stats import counts_by_status, refresh_flow_definition_stats
+from tests.conftest import make_loop
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +48,32 @@ def test_counts_ages_and_rates_per_flow_definition(world):
     assert eu.sync_failing is True
     assert eu.lifetime_fraction == pytest.approx(20 / 24, abs=0.01)
     assert eu.near_expiry is True
+
+
+def test_status_counts_include_completed_loops_which_no_status_index_holds(world):
+    """Completed loops are counted as the total minus the other statuses (the status
+    indexes leave them out): loops deleted upstream and other flow definitions' loops
+    count in neither, a status with no loop is left out, and the window applies to both."""
+    def live(fd, **window):
+        return HumanLoop.objects.filter(flow_definition=fd, deleted_upstream=False, **window)
+
+    make_loop(world.fd_inv, "inv-done-2", "Completed", world.now - timedelta(days=3), now=world.now)
+    make_loop(world.fd_inv, "inv-gone", "Completed", world.now - timedelta(hours=1), now=world.now, deleted=True)
+    assert counts_by_status(live(world.fd_inv)) == {"InProgress": 2, "Completed": 2, "Failed": 1}
+    assert counts_by_status(live(world.fd_inv, creation_time__gte=world.now - timedelta(days=1))) == {
+        "InProgress": 2, "Completed": 1,
+    }
+    assert counts_by_status(live(world.fd_inv_eu)) == {"InProgress": 1}  # no Completed key
+    assert counts_by_status(live(world.fd_rec)) == {"Completed": 1, "Stopped": 1}  # rec-gone is deleted
+    assert counts_by_status(live(world.fd_rec, creation_time__gte=world.now)) == {}
+
+
+def test_a_flow_definition_with_loops_cannot_be_deleted_without_a_database_constraint(world):
+    """The loop's foreign key is not a constraint in the database (it cost a query per
+    inserted loop); Django's PROTECT still refuses the deletion."""
+    with pytest.raises(ProtectedError):
+        world.fd_inv.delete()
+    assert HumanLoop.objects.filter(flow_definition=world.fd_inv).count() == 4
 
 
 def test_review_time_percentiles(world):
