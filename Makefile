@@ -34,12 +34,15 @@ chromium:
 # The suite runs on PostgreSQL when one answers on 127.0.0.1 and DATABASE_URL is unset
 # (as in CI and production); otherwise on SQLite, where the tests that start a real
 # Celery worker are skipped (a worker cannot open the in-memory SQLite test database).
+# PYTEST_WORKERS pytest-xdist workers (worksteal: the fuzz tests take minutes each);
+# PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: install chromium lint
 	@if [ -z "$$DATABASE_URL" ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1; then \
 	  export DATABASE_URL=postgres://postgres@127.0.0.1:5432/a2i_dashboard; \
 	  echo "make test: PostgreSQL at $$DATABASE_URL (pytest-django creates test_a2i_dashboard)"; \
 	fi; \
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -10,7 +10,8 @@ serves from this process. One run prints every "before" beside its "after":
    CPU per synced loop. Then the same sync by the code as it was before (BEFORE_COMMIT,
    extracted from git into a temporary directory, with its own schema in the database
    `<name>_before`, migrated by its own migrations): PostgreSQL CPU per loop before and
-   after (target: at most half);
+   after (target: at most half). --repeats times (default 3), after and before
+   alternating; the median of each is reported;
 2. the same N loops with A2I Local answering each call after --latency-ms (default 50):
    the sequential paginator's own time (listing only, one paginator), the sync with one
    paginator (as before) and with A2I_SYNC_SLICES slices (targets: >= 10,000 loops/s and
@@ -28,7 +29,7 @@ serves from this process. One run prints every "before" beside its "after":
 Uses the PostgreSQL database `bench` (created and migrated here; emptied before each
 measurement). Prints a summary and writes bench/results/sync.json.
 Usage: python -m bench.sync [--loops N] [--big-loops M] [--skip-big] [--latency-ms L]
-       [--throttle-loops T] [--quick]
+       [--throttle-loops T] [--repeats R] [--quick]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import io
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -128,36 +130,59 @@ def run_parent(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp, a2i_local_server(db=os.path.join(tmp, "a2i.sqlite3"), stop_delay_seconds=0) as a2i:
         env = child_env(a2i, database_url)
 
-        # 1. full sync of one flow definition, zero added latency: after, then before
+        # 1. full sync of one flow definition, zero added latency: after, then before, repeated
         a2i.reset()
         [arn] = a2i.seed(1, args.loops)
-        empty_database(database_url)
-        full = child("full", env, arn)
-        results["full_sync"] = {"loops": args.loops, **full}
-        print(
-            f"full sync, {args.loops:,} loops of 1 flow definition ({full['slices']} slices): "
-            f"{full['sync_loops_per_second']:,.0f} loops/s end to end ({full['sync_seconds']:.2f} s, "
-            f"stats refresh {full['stats_refresh_seconds']:.2f} s after it); "
-            f"listing only {full['listing_loops_per_second']:,.0f} loops/s; ratio {full['ratio']:.2f}; "
-            f"CPU s: sync {full['cpu_seconds']['sync_process']}, PostgreSQL {full['cpu_seconds']['postgresql_backends']}, "
-            f"A2I Local {full['cpu_seconds']['a2i_local']}; PostgreSQL {full['postgresql_us_per_loop']} us/loop",
-            flush=True,
-        )
-        if subprocess.run(["git", "cat-file", "-e", f"{BEFORE_COMMIT}^{{commit}}"], cwd=ROOT, capture_output=True).returncode:
-            results["full_sync_before"] = {"skipped": f"commit {BEFORE_COMMIT} is not in this clone"}
-            print(f"  before: skipped, commit {BEFORE_COMMIT[:10]} is not in this clone (a shallow one? "
-                  "`git fetch --unshallow`)", flush=True)
+        has_before = not subprocess.run(
+            ["git", "cat-file", "-e", f"{BEFORE_COMMIT}^{{commit}}"], cwd=ROOT, capture_output=True
+        ).returncode
+        afters, befores = [], []
+        with contextlib.ExitStack() as stack:
+            if has_before:
+                tree, before_url = stack.enter_context(before_tree(database_url))
+            for repeat in range(args.repeats):
+                empty_database(database_url)
+                full = child("full", env, arn)
+                afters.append(full)
+                print(
+                    f"full sync, {args.loops:,} loops of 1 flow definition ({full['slices']} slices), "
+                    f"run {repeat + 1} of {args.repeats}: "
+                    f"{full['sync_loops_per_second']:,.0f} loops/s end to end ({full['sync_seconds']:.2f} s, "
+                    f"stats refresh {full['stats_refresh_seconds']:.2f} s after it); "
+                    f"listing only {full['listing_loops_per_second']:,.0f} loops/s; ratio {full['ratio']:.2f}; "
+                    f"CPU s: sync {full['cpu_seconds']['sync_process']}, PostgreSQL {full['cpu_seconds']['postgresql_backends']}, "
+                    f"A2I Local {full['cpu_seconds']['a2i_local']}; PostgreSQL {full['postgresql_us_per_loop']} us/loop",
+                    flush=True,
+                )
+                if has_before:
+                    empty_database(before_url)
+                    before = child("full", {**child_env(a2i, before_url), "BENCH_CODE_TREE": str(tree)}, arn)
+                    befores.append(before)
+                    print(
+                        f"  before (the code of {BEFORE_COMMIT[:10]}): {before['sync_loops_per_second']:,.0f} loops/s, "
+                        f"ratio {before['ratio']:.2f}; PostgreSQL {before['postgresql_us_per_loop']} us/loop "
+                        f"-> after {full['postgresql_us_per_loop']} us/loop "
+                        f"({full['postgresql_us_per_loop'] / before['postgresql_us_per_loop']:.2f} of before)",
+                        flush=True,
+                    )
+        # The median run of each (by PostgreSQL CPU per loop): one run moves by a fifth on a
+        # shared machine, and the runs of after and before alternate, so both see the same.
+        full = median_run(afters, "postgresql_us_per_loop")
+        results["full_sync"] = {"loops": args.loops, **full, "runs": afters,
+                                "median_ratio": statistics.median(run["ratio"] for run in afters)}
+        summary = (f"full sync, median of {len(afters)}: ratio sync / listing "
+                   f"{results['full_sync']['median_ratio']:.2f}; PostgreSQL {full['postgresql_us_per_loop']} us/loop")
+        if has_before:
+            before = median_run(befores, "postgresql_us_per_loop")
+            results["full_sync_before"] = {"loops": args.loops, "code": f"commit {BEFORE_COMMIT[:10]}", **before,
+                                           "runs": befores}
+            summary += (f" against {before['postgresql_us_per_loop']} before: "
+                        f"{full['postgresql_us_per_loop'] / before['postgresql_us_per_loop']:.2f} of before")
         else:
-            with before_tree(database_url) as (tree, before_url):
-                before = child("full", {**child_env(a2i, before_url), "BENCH_CODE_TREE": str(tree)}, arn)
-            results["full_sync_before"] = {"loops": args.loops, "code": f"commit {BEFORE_COMMIT[:10]}", **before}
-            print(
-                f"  before (the code of {BEFORE_COMMIT[:10]}): {before['sync_loops_per_second']:,.0f} loops/s, "
-                f"ratio {before['ratio']:.2f}; PostgreSQL {before['postgresql_us_per_loop']} us/loop "
-                f"-> after {full['postgresql_us_per_loop']} us/loop "
-                f"({full['postgresql_us_per_loop'] / before['postgresql_us_per_loop']:.2f} of before)",
-                flush=True,
-            )
+            results["full_sync_before"] = {"skipped": f"commit {BEFORE_COMMIT} is not in this clone"}
+            summary += (f"; before: skipped, commit {BEFORE_COMMIT[:10]} is not in this clone (a shallow one? "
+                        "`git fetch --unshallow`)")
+        print(summary, flush=True)
 
         # 2. the same loops at real-AWS latency: the sequential paginator, one paginator, slices
         a2i.configure(latency_ms=args.latency_ms)
@@ -239,6 +264,12 @@ def run_parent(args) -> dict:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
     return results
+
+
+def median_run(runs: list[dict], key: str) -> dict:
+    """The run whose `key` is the median (the lower one of an even count)."""
+    ordered = sorted(runs, key=lambda run: run[key])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 @contextlib.contextmanager
@@ -394,6 +425,8 @@ def main(argv=None) -> int:
     parser.add_argument("--changed", type=int, default=100)
     parser.add_argument("--latency-ms", type=int, default=50, help="A2I Local's added latency per call for measurement 2")
     parser.add_argument("--throttle-loops", type=int, default=20_000, help="loops of the throttled syncs")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of measurement 1 (after and before alternating); the medians are reported")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a short run")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -403,6 +436,7 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.loops, args.big_loops, args.incremental_loops, args.throttle_loops = 10_000, 50_000, 10_000, 2_000
+        args.repeats = 1
     run_parent(args)
     return 0
 

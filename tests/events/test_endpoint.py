@@ -98,8 +98,12 @@ def test_malformed_input_is_400_with_a_json_error_and_writes_nothing(endpoint, w
     assert snapshot() == before
 
 
-@pytest.mark.parametrize("authorization", [None, "", "Bearer", f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN,
-                                           "Bearer " + TOKEN[:-1]])
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN, "Bearer " + TOKEN[:-1]],
+    # Ids without the random token: pytest-xdist's workers must collect the same names.
+    ids=["none", "empty", "bearer-alone", "token-plus-one", "basic", "no-scheme", "token-minus-one"],
+)
 def test_a_missing_or_wrong_token_is_401_and_writes_nothing(endpoint, world, authorization):
     before = snapshot()
     headers = {} if authorization is None else {"Authorization": authorization}

@@ -51,7 +51,8 @@ def private_redis_url():
     import redis
 
     parsed = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    taken = int(parsed.path.strip("/") or 0)
+    # This process's database, and the other pytest-xdist workers' (tests/xdist_worker.py).
+    taken = {int(parsed.path.strip("/") or 0), *map(int, filter(None, os.environ.get("TEST_REDIS_DATABASES", "").split(",")))}
     try:
         redis.Redis.from_url(parsed.geturl(), socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
@@ -59,7 +60,7 @@ def private_redis_url():
     for db in range(15, -1, -1):
         url = urlunsplit((parsed.scheme, parsed.netloc, f"/{db}", "", ""))
         client = redis.Redis.from_url(url)
-        if db != taken and client.dbsize() == 0:
+        if db not in taken and client.dbsize() == 0:
             yield url
             client.flushdb()
             return
