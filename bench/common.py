@@ -7,6 +7,7 @@ disturb each other or the development database.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -72,7 +73,9 @@ class BackendCpu:
 
     The sync writes on connections of its own that close before it returns, so the
     backends are sampled every 0.1 s (by their process title, "postgres: <user> <db> ...");
-    a backend's CPU in its last 0.1 s of life can be missed.
+    a backend's CPU in its last 0.1 s of life can be missed. The parallel workers of their
+    queries count too ("... parallel worker for PID <backend>", no database in the title),
+    as far as a sample catches them: they live for one query.
     """
 
     def __init__(self, database: str | None):
@@ -90,7 +93,8 @@ class BackendCpu:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if title.startswith("postgres: ") and self.marker in title:
+            leader = re.search(r"parallel worker for PID (\d+)", title)
+            if title.startswith("postgres: ") and (self.marker in title or (leader and int(leader[1]) in self.last)):
                 pid = int(entry.name)
                 cpu = proc_cpu(pid)
                 # Backends alive at the start count from then; new ones from zero.

@@ -106,6 +106,9 @@ class HumanLoop(models.Model):
     flow_definition = models.ForeignKey(
         FlowDefinition, on_delete=models.PROTECT, related_name="loops", db_index=False, db_constraint=False
     )
+    # name, arn, status and answers_state have the "C" collation on PostgreSQL (migration
+    # 0012_identifier_collation: cheaper index comparisons). A migration that alters one
+    # of them must keep it.
     name = models.CharField(max_length=63)
     # Unique through Meta.constraints rather than unique=True, which on PostgreSQL also
     # builds a second (varchar_pattern_ops) index for LIKE queries that nothing makes.

@@ -255,3 +255,18 @@ def test_a_sync_that_inserts_many_loops_refreshes_the_planner_statistics(aws, fl
     with connection.cursor() as cursor:  # the session's own target is back to the default
         cursor.execute("SHOW default_statistics_target")
         assert cursor.fetchone()[0] == "100"
+
+
+@requires_postgresql
+def test_the_loop_identifiers_compare_in_byte_order_on_postgresql(db):
+    """Migration 0012: cheaper comparisons in the indexes every synced loop enters."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name, collation_name FROM information_schema.columns WHERE table_name = %s "
+            "AND column_name IN ('arn', 'name', 'status', 'answers_state', 'failure_reason')",
+            [HumanLoop._meta.db_table],
+        )
+        collations = dict(cursor.fetchall())
+    assert collations == {"arn": "C", "name": "C", "status": "C", "answers_state": "C", "failure_reason": None}
