@@ -21,6 +21,7 @@ from .test_celery_integration import celery_env, start, stop, wait_for  # noqa: 
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
+CALLBACK_DONE = re.compile(r"Task loops\.tasks\.finish_distributed_sync\[[^\]]+\] succeeded")
 
 
 def test_split_range_cuts_whole_milliseconds_and_leaves_both_ends_open():
@@ -58,6 +59,9 @@ def test_a_distributed_full_sync_runs_its_ranges_as_worker_tasks_and_equals_a2i(
             return SyncRun.objects.filter(flow_definition=fd, kind="full").exclude(outcome="running").exists()
 
         wait_for(finished, 90, "the distributed sync's outcome")
+        # The callback records the outcome before it returns, and the worker logs "succeeded"
+        # after: stopping the worker at once could cut that line off (seen on a loaded CI run).
+        wait_for(lambda: CALLBACK_DONE.search((tmp_path / "worker.log").read_text()), 30, "the callback's log line")
     finally:
         stop(worker)
     log = (tmp_path / "worker.log").read_text()
@@ -65,7 +69,7 @@ def test_a_distributed_full_sync_runs_its_ranges_as_worker_tasks_and_equals_a2i(
     assert run.outcome == SyncRun.Outcome.SUCCEEDED, (run.error, log[-3000:])
     # Four ranges, each a task of its own on the worker, then the chord's callback.
     assert len(re.findall(r"Task loops\.tasks\.sync_slice\[[^\]]+\] succeeded", log)) == 4, log[-3000:]
-    assert re.search(r"Task loops\.tasks\.finish_distributed_sync\[[^\]]+\] succeeded", log)
+    assert CALLBACK_DONE.search(log)
     assert (run.loops_seen, run.created, run.marked_deleted) == (3000, 3000, 1)
     live = dict(HumanLoop.objects.filter(flow_definition=fd, deleted_upstream=False).values_list("name", "status"))
     assert live == {name: s["HumanLoopStatus"] for name, s in list_a2i(aws, arn).items()}
