@@ -11,24 +11,20 @@ from django.db import migrations
 COLUMNS = {"arn": 1024, "name": 63, "status": 16, "answers_state": 8}
 
 
-def to_byte_order(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    schema_editor.execute(
-        "ALTER TABLE loops_humanloop "
-        + ", ".join(f'ALTER COLUMN {column} TYPE varchar({length}) COLLATE "C"' for column, length in COLUMNS.items())
-    )
+def collate(collation: str):
+    """A RunPython function giving COLUMNS `collation` on PostgreSQL (nothing elsewhere)."""
 
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        schema_editor.execute(
+            "ALTER TABLE loops_humanloop "
+            + ", ".join(f'ALTER COLUMN {column} TYPE varchar({length}) COLLATE "{collation}"' for column, length in COLUMNS.items())
+        )
 
-def to_default(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    schema_editor.execute(
-        "ALTER TABLE loops_humanloop "
-        + ", ".join(f'ALTER COLUMN {column} TYPE varchar({length}) COLLATE "default"' for column, length in COLUMNS.items())
-    )
+    return run
 
 
 class Migration(migrations.Migration):
     dependencies = [("loops", "0011_leaner_loop_inserts")]
-    operations = [migrations.RunPython(to_byte_order, to_default)]
+    operations = [migrations.RunPython(collate("C"), collate("default"))]

@@ -141,9 +141,7 @@ def counts_by_status(loops) -> dict[str, int]:
     """
     others = loops.exclude(status=HumanLoopStatus.COMPLETED).order_by().values_list("status").annotate(n=ALL)
     total = loops.order_by().annotate(total=Value("", output_field=CharField())).values_list("total").annotate(n=ALL)
-    counts = {}
-    for status, n in others.union(total, all=True):
-        counts[status] = n
+    counts = dict(others.union(total, all=True))
     completed = counts.pop("") - sum(counts.values())
     if completed:
         counts[HumanLoopStatus.COMPLETED] = completed
