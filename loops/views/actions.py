@@ -27,6 +27,7 @@ from loops.permissions import AUDIT, user_can_run
 from loops.services import actions
 from loops.services import audit as audit_service
 from loops.tables import LoopActionTable, PlannedLoopTable
+from loops.views import exports
 from loops.views.access import auditor_required, viewer_required
 
 
@@ -161,8 +162,12 @@ def batch_detail(request, batch_id: int):
 def audit(request):
     """The audit log: who did what to which loop, why, and how it ended. ?_export=csv streams it all."""
     queryset = LoopAction.objects.select_related("user", "loop").order_by("-created_at", "-id")
+    export = request.GET.get("_export")
+    if export is not None and export != "csv":
+        # Refused before the page is built: its sort and page links would each repeat the value.
+        return exports.unknown_format(export, ["csv"])
     audit_filter = LoopActionFilter(request.GET, queryset=queryset)
-    if request.GET.get("_export") == "csv":
+    if export == "csv":
         if not audit_filter.is_valid():
             return render(request, "loops/actions/audit.html", {"filter": audit_filter, "table": None}, status=400)
         response = StreamingHttpResponse(audit_service.iter_audit_csv(audit_filter.qs), content_type="text/csv")

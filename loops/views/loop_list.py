@@ -15,11 +15,12 @@ from loops.services import page_cache
 from loops.services.exports import stream_csv, stream_json
 from loops.services.loop_list import count_matching_loops, explain_empty_result, iter_export_rows
 from loops.tables import DeferredJoinPaginator, LoopTable
+from loops.views import exports
 from loops.views.access import token_or_viewer
+from loops.views.exports import EXPORT_TYPES
 
 PER_PAGE = 50
 SORTABLE_COLUMNS = frozenset(name for name, column in LoopTable.base_columns.items() if column.orderable is not False)
-EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 # What LoopRowRenderer reads (the ARN and output URI, long strings, are left in the database).
 LIST_COLUMNS = ("id", "name", "flow_definition_id", "status", "creation_time", "status_changed_at", "failure_code",
                 "failure_reason", "deleted_upstream")
@@ -36,7 +37,7 @@ def _is_export(request) -> bool:
 def loop_list(request):
     export = request.GET.get("_export")
     if export is not None and export not in EXPORT_TYPES:
-        return _bad_export(f"_export must be csv or json, not {export!r}.")
+        return exports.unknown_format(export, EXPORT_TYPES)
 
     # Names and ARNs for the filter's choices and the table's column (one query for both);
     # not the (big) stats and description JSON.
@@ -45,7 +46,7 @@ def loop_list(request):
     flow_definitions = {fd.pk: fd for fd in fds}
     if not filterset.is_valid():
         if export:
-            return _bad_export(_errors_text(filterset.form.errors))
+            return exports.bad_export(exports.errors_text(filterset.form.errors))
         return _render(request, {"filter": filterset, "table": None, "invalid": True})
 
     problems: list[str] = []
@@ -55,7 +56,7 @@ def loop_list(request):
         problems.append(f"Cannot sort by {sort!r}: sort by one of {', '.join(sorted(allowed_sorts))} (prefix - for descending).")
         sort = ""
     if export and problems:
-        return _bad_export(" ".join(problems))
+        return exports.bad_export(" ".join(problems))
 
     can_stop = request.user.has_perm("loops.stop_humanloop")
     can_delete = request.user.has_perm("loops.delete_humanloop")
@@ -79,7 +80,7 @@ def loop_list(request):
         "sort": sort,
         "can_stop": can_stop,
         "can_delete": can_delete,
-        "filters_query": _query_without(request, ("page", "_export")),
+        "filters_query": exports.query_without(request, ("page", "_export")),
     }
     return _render(request, context)
 
@@ -151,22 +152,3 @@ def _export(table, export_format: str):
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="human-loops-{stamp}.{export_format}"'
     return response
-
-
-def _bad_export(message: str) -> HttpResponse:
-    return HttpResponse(f"Export refused: {message}\n", status=400, content_type="text/plain; charset=utf-8")
-
-
-def _errors_text(errors) -> str:
-    parts = []
-    for field, messages in errors.items():
-        label = "filters" if field == "__all__" else field
-        parts.append(f"{label}: {' '.join(messages)}")
-    return "; ".join(parts)
-
-
-def _query_without(request, keys) -> str:
-    query = request.GET.copy()
-    for key in keys:
-        query.pop(key, None)
-    return query.urlencode()

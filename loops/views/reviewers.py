@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django_tables2 import RequestConfig
@@ -13,11 +13,12 @@ from loops.services import reviewers
 from loops.services.exports import stream_csv, stream_json
 from loops.services.output_json import valid_worker_id
 from loops.tables import ReviewerTable
+from loops.views import exports
 from loops.views.access import viewer_required
+from loops.views.exports import EXPORT_TYPES
 
 PER_PAGE = 50
 SORTABLE = frozenset(name for name, column in ReviewerTable.base_columns.items() if column.orderable is not False)
-EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 FILTER_KEYS = ("flow_definition", "window", "created_after", "created_before")
 
 
@@ -25,11 +26,11 @@ FILTER_KEYS = ("flow_definition", "window", "created_after", "created_before")
 def reviewer_list(request):
     export = request.GET.get("_export")
     if export is not None and export not in EXPORT_TYPES:
-        return _bad_export(f"_export must be csv or json, not {export!r}.")
+        return exports.unknown_format(export, EXPORT_TYPES)
     filterset = ReviewerFilter(request.GET, request=request)
     if not filterset.is_valid():
         if export:
-            return _bad_export(_errors_text(filterset.form.errors))
+            return exports.bad_export(exports.errors_text(filterset.form.errors))
         return render(request, "loops/reviewers/list.html", {"filter": filterset, "invalid": True})
 
     problems = []
@@ -38,7 +39,7 @@ def reviewer_list(request):
         problems.append(f"Cannot sort by {sort!r}: sort by one of {', '.join(sorted(SORTABLE))} (prefix - for descending).")
         sort = ""
     if export and problems:
-        return _bad_export(" ".join(problems))
+        return exports.bad_export(" ".join(problems))
 
     result = reviewers.reviewer_list(filterset)
     table = ReviewerTable(result.rows, order_by=sort or None, query=_filter_query(request))
@@ -55,7 +56,7 @@ def reviewer_list(request):
         "result": result,
         "problems": problems,
         "sort": sort,
-        "filters_query": _query_without(request, ("page", "_export")),
+        "filters_query": exports.query_without(request, ("page", "_export")),
         "ingestion": reviewers.ingestion_state(),
     }
     return render(request, "loops/reviewers/list.html", context)
@@ -90,18 +91,3 @@ def _filter_query(request) -> str:
         if key not in FILTER_KEYS:
             query.pop(key)
     return query.urlencode()
-
-
-def _query_without(request, keys) -> str:
-    query = request.GET.copy()
-    for key in keys:
-        query.pop(key, None)
-    return query.urlencode()
-
-
-def _bad_export(message: str) -> HttpResponse:
-    return HttpResponse(f"Export refused: {message}\n", status=400, content_type="text/plain; charset=utf-8")
-
-
-def _errors_text(errors) -> str:
-    return "; ".join(f"{'filters' if field == '__all__' else field}: {' '.join(messages)}" for field, messages in errors.items())
