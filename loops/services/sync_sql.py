@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import DatabaseError, connection
 
@@ -43,6 +43,74 @@ class LoopRow:
     creation_time: datetime
     failure_reason: str
     output_s3_uri: str
+
+
+class ListedPage:
+    """The loops of a page as columns, the form the INSERT binds (one array per column).
+
+    `output_prefix` is output_uri()'s prefix: on PostgreSQL the INSERT builds each new
+    loop's output URI from it, so the sync process does not format one per listed loop.
+    """
+
+    __slots__ = ("arn_prefix", "output_prefix", "names", "arns", "statuses", "created", "reasons", "index")
+
+    def __init__(self, arn_prefix: str, output_prefix: str):
+        self.arn_prefix, self.output_prefix = arn_prefix, output_prefix
+        self.names: list[str] = []
+        self.arns: list[str] = []
+        self.statuses: list[str] = []
+        self.created: list[datetime] = []
+        self.reasons: list[str] = []
+        self.index: dict[str, int] = {}  # ARN -> position
+
+    def add(self, name: str, status: str, created: datetime, reason: str) -> None:
+        arn = self.arn_prefix + name
+        if arn in self.index:  # A2I lists a name once; a repeat replaces the earlier entry
+            position = self.index[arn]
+            self.statuses[position], self.created[position], self.reasons[position] = status, created, reason
+            return
+        self.index[arn] = len(self.arns)
+        self.names.append(name)
+        self.arns.append(arn)
+        self.statuses.append(status)
+        self.created.append(created)
+        self.reasons.append(reason)
+
+    def __len__(self) -> int:
+        return len(self.arns)
+
+    def fields(self, arn: str) -> tuple[str, datetime, str]:
+        """(status, creation time, failure reason) of a listed loop."""
+        i = self.index[arn]
+        return self.statuses[i], self.created[i], self.reasons[i]
+
+    def row(self, arn: str) -> LoopRow:
+        i = self.index[arn]
+        name, created = self.names[i], self.created[i]
+        return LoopRow(name, arn, self.statuses[i], created, self.reasons[i], output_uri(self.output_prefix, name, created))
+
+    def rows(self) -> list[LoopRow]:
+        return [self.row(arn) for arn in self.arns]
+
+
+def output_uri(prefix: str, name: str, created: datetime) -> str:
+    """Where A2I writes the loop's output.json (ListHumanLoops does not say; DescribeHumanLoop does).
+
+    A2I's layout: <S3OutputPath>/<flow definition name>/YYYY/MM/DD/hh/mm/ss/<loop name>/output.json,
+    the date being the loop's creation time in UTC; `prefix` is everything before the date
+    ("" when the flow definition has no output path: no URI). Replaced by the described
+    URI on refresh. OUTPUT_URI_SQL is the same in SQL.
+    """
+    if not prefix:
+        return ""
+    created = created.astimezone(UTC) if created.tzinfo else created
+    return f"{prefix}{created:%Y/%m/%d/%H/%M/%S}/{name}/output.json"
+
+
+# output_uri() for the INSERT's input rows `i` (parameter `prefix`); to_char's fields are
+# numeric, so the locale does not matter.
+OUTPUT_URI_SQL = """CASE WHEN %(prefix)s::text = '' THEN '' ELSE
+    %(prefix)s::text || to_char(i.created AT TIME ZONE 'UTC', 'YYYY/MM/DD/HH24/MI/SS') || '/' || i.name || '/output.json' END"""
 
 
 @dataclass(slots=True)
@@ -137,24 +205,24 @@ def _insert_loops_orm(flow_definition_id: int, rows: list[LoopRow], now: datetim
 
 
 def insert_new_and_fetch_stored(
-    flow_definition_id: int, rows: list[LoopRow], now: datetime
+    flow_definition_id: int, page: ListedPage, now: datetime
 ) -> tuple[list[tuple[int, str]], dict[str, StoredLoop]]:
-    """Insert the loops of `rows` not stored yet, and return
+    """Insert the loops of `page` not stored yet, and return
     `(inserted (id, status) pairs, the rows stored before, by ARN)`.
 
     On PostgreSQL this is one statement: every part of a WITH query sees the same
     snapshot, so `stored` holds the rows that existed before the INSERT.
     """
     if not _postgres():
-        stored = _fetch_stored_orm([r.arn for r in rows])
-        return _insert_loops_orm(flow_definition_id, [r for r in rows if r.arn not in stored], now), stored
+        stored = _fetch_stored_orm(page.arns)
+        return _insert_loops_orm(flow_definition_id, [r for r in page.rows() if r.arn not in stored], now), stored
     with _array_cursor() as cursor:
         cursor.execute(
             f"""
             WITH input AS (
                 SELECT * FROM unnest(%(names)b::text[], %(arns)b::text[], %(statuses)b::text[],
-                                     %(created)b::timestamptz[], %(reasons)b::text[], %(uris)b::text[])
-                    AS t(name, arn, status, created, reason, uri)
+                                     %(created)b::timestamptz[], %(reasons)b::text[])
+                    AS t(name, arn, status, created, reason)
             ), stored AS (
                 -- One probe of the unique ARN index per listed loop.
                 SELECT l.arn, l.id, l.status, l.creation_time, l.failure_reason, l.deleted_upstream,
@@ -166,7 +234,8 @@ def insert_new_and_fetch_stored(
                 -- out (it would fail this page's transaction, and the next run converges).
                 INSERT INTO {LOOPS} (flow_definition_id, name, arn, status, creation_time, failure_code,
                     failure_reason, output_s3_uri, first_seen_at, last_seen_at, status_changed_at, deleted_upstream)
-                SELECT %(fd)s, i.name, i.arn, i.status, i.created, '', i.reason, i.uri, %(now)s, %(now)s, %(now)s, false
+                SELECT %(fd)s, i.name, i.arn, i.status, i.created, '', i.reason, {OUTPUT_URI_SQL},
+                       %(now)s, %(now)s, %(now)s, false
                 FROM input i WHERE i.arn NOT IN (SELECT arn FROM stored)
                 RETURNING id, arn, status
             )
@@ -177,12 +246,12 @@ def insert_new_and_fetch_stored(
             {
                 "fd": flow_definition_id,
                 "now": now,
-                "names": [r.name for r in rows],
-                "arns": [r.arn for r in rows],
-                "statuses": [r.status for r in rows],
-                "created": [r.creation_time for r in rows],
-                "reasons": [r.failure_reason for r in rows],
-                "uris": [r.output_s3_uri for r in rows],
+                "prefix": page.output_prefix,
+                "names": page.names,
+                "arns": page.arns,
+                "statuses": page.statuses,
+                "created": page.created,
+                "reasons": page.reasons,
             },
             prepare=True,  # parsed and planned once per connection, not per page
         )

@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, reset_queries, transaction
@@ -29,7 +28,7 @@ from loops import a2i
 from loops.models import TERMINAL_STATUSES, FlowDefinition, HumanLoopStatus
 from loops.services import page_cache, sync_sql
 from loops.services.sync_listing import Listed
-from loops.services.sync_sql import LoopChange, LoopRow
+from loops.services.sync_sql import LoopChange
 
 # Seconds between two announcements of a sync's writes to the page cache (loops.services.page_cache).
 ANNOUNCE_EVERY = 1.0
@@ -127,31 +126,28 @@ def _write_pages(fd: FlowDefinition, pages: Iterable[Listed]) -> Iterator[PageRe
 def write_page(fd: FlowDefinition, summaries: list[dict], *, pages: int = 1) -> PageResult:
     """Upsert HumanLoopSummaries (`pages` ListHumanLoops pages) in one transaction; writes only what changed."""
     now = timezone.now()
-    arn_prefix = a2i.human_loop_arn(fd.arn, "")
-    listed = {}
+    # Columns straight from the summaries: this loop runs once per listed loop while the
+    # listing threads wait for the GIL, so it builds nothing per loop it does not need.
+    page = sync_sql.ListedPage(a2i.human_loop_arn(fd.arn, ""), output_prefix(fd))
     for summary in summaries:
-        name = summary["HumanLoopName"]
-        created = summary["CreationTime"]
-        arn = arn_prefix + name
-        listed[arn] = LoopRow(
-            name, arn, summary["HumanLoopStatus"], created, summary.get("FailureReason") or "",
-            output_uri(fd, name, created),
-        )
-    result = PageResult(pages=pages, listed=len(listed))
+        page.add(summary["HumanLoopName"], summary["HumanLoopStatus"], summary["CreationTime"],
+                 summary.get("FailureReason") or "")
+    result = PageResult(pages=pages, listed=len(page))
     with transaction.atomic():
-        inserted, stored = sync_sql.insert_new_and_fetch_stored(fd.pk, list(listed.values()), now)
+        inserted, stored = sync_sql.insert_new_and_fetch_stored(fd.pk, page, now)
         for loop_id, status in inserted:
             result.ids.append(loop_id)
             if status == HumanLoopStatus.FAILED:
                 result.failed_ids.append(loop_id)
         changes = []
         for arn, old in stored.items():
-            row = listed[arn]
             result.ids.append(old.id)
+            status, created, reason = page.fields(arn)
             if (old.status, old.creation_time, old.failure_reason, old.deleted_upstream, old.flow_definition_id) == (
-                row.status, row.creation_time, row.failure_reason, False, fd.pk
+                status, created, reason, False, fd.pk
             ):
                 continue
+            row = page.row(arn)
             reborn = old.creation_time != row.creation_time  # the name was reused after a delete: a new loop
             if not reborn and old.status in TERMINAL_STATUSES and row.status not in TERMINAL_STATUSES:
                 # A2I never moves a loop back; this page was listed before an event (or an
@@ -168,13 +164,7 @@ def write_page(fd: FlowDefinition, summaries: list[dict], *, pages: int = 1) -> 
     return result
 
 
-def output_uri(fd: FlowDefinition, name: str, created: datetime) -> str:
-    """Where A2I writes the loop's output.json (ListHumanLoops does not say; DescribeHumanLoop does).
+def output_prefix(fd: FlowDefinition) -> str:
+    """What every output URI of this flow definition starts with ("" when it has no output path)."""
+    return f"{fd.output_s3_path.rstrip('/')}/{fd.name}/" if fd.output_s3_path else ""
 
-    A2I's layout: <S3OutputPath>/<flow definition name>/YYYY/MM/DD/hh/mm/ss/<loop name>/output.json,
-    the date being the loop's creation time in UTC. Replaced by the described URI on refresh.
-    """
-    if not fd.output_s3_path:
-        return ""
-    created = created.astimezone(UTC) if created.tzinfo else created
-    return f"{fd.output_s3_path.rstrip('/')}/{fd.name}/{created:%Y/%m/%d/%H/%M/%S}/{name}/output.json"

@@ -126,6 +126,21 @@ def test_full_sync_marks_deleted_loops_and_keeps_them(aws, flow_definition, writ
     assert (again.created, again.updated, again.marked_deleted) == (0, 0, 0)
 
 
+def test_each_inserted_loop_gets_the_output_uri_a2i_describes(aws, flow_definition, write_path):
+    # On PostgreSQL the INSERT builds the URI in SQL (to_char), on the ORM path Python
+    # does: both must give A2I's own <path>/<flow definition>/YYYY/MM/DD/hh/mm/ss/<name>.
+    fd = flow_definition
+    names = start_loops(aws, fd, 12)
+    aws.complete(names[0], answer={"label": "x"})
+    sync_flow_definition(fd.pk, full=True)
+    client = aws.client("sagemaker-a2i-runtime")
+    stored = dict(HumanLoop.objects.filter(flow_definition=fd).values_list("name", "output_s3_uri"))
+    described = {
+        name: client.describe_human_loop(HumanLoopName=name)["HumanLoopOutput"]["OutputS3Uri"] for name in names
+    }
+    assert stored == described
+
+
 def test_a_new_loop_gets_no_history_row_and_each_transition_one_row(aws, flow_definition):
     fd = flow_definition
     [name] = start_loops(aws, fd, 1)
