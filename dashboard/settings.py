@@ -134,7 +134,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # django-axes first: it refuses a locked-out login before the password is even checked.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend with each user's permissions cached (loops.services.permission_cache).
+    "loops.backends.CachedPermissionsBackend",
 ]
 
 LOGIN_URL = "/accounts/login/"
@@ -391,6 +392,10 @@ CACHES = {
 # dropped at once by any write of what they show (loops.services.page_cache); 0: off.
 # Off with the process-local cache above, which other processes cannot invalidate.
 PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", "10")
+# Each user's permission set is kept this many seconds at most, and dropped at once by any
+# change of groups or permissions (loops.services.permission_cache); 0: off. Off with the
+# process-local cache, like the page cache.
+PERMISSION_CACHE_SECONDS = envint("PERMISSION_CACHE_SECONDS", "300")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
