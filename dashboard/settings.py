@@ -395,7 +395,7 @@ PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", "10")
 # Each user's permission set is kept this many seconds at most, and dropped at once by any
 # change of groups or permissions (loops.services.permission_cache); 0: off. Off with the
 # process-local cache, like the page cache.
-PERMISSION_CACHE_SECONDS = envint("PERMISSION_CACHE_SECONDS", "300")
+PERMISSION_CACHE_SECONDS = envint("PERMISSION_CACHE_SECONDS", "60")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
