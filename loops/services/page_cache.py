@@ -37,8 +37,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def cache_is_shared() -> bool:
+    """Whether every web and worker process sees the same cache (Redis), not its own memory."""
+    return not settings.CACHES["default"]["BACKEND"].endswith("LocMemCache")
+
+
 def enabled() -> bool:
-    return settings.PAGE_CACHE_SECONDS > 0 and not settings.CACHES["default"]["BACKEND"].endswith("LocMemCache")
+    return settings.PAGE_CACHE_SECONDS > 0 and cache_is_shared()
 
 
 def _prefix() -> str:

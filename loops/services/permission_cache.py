@@ -33,11 +33,13 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from loops.services import page_cache
+
 logger = logging.getLogger(__name__)
 
 
 def enabled() -> bool:
-    return settings.PERMISSION_CACHE_SECONDS > 0 and not settings.CACHES["default"]["BACKEND"].endswith("LocMemCache")
+    return settings.PERMISSION_CACHE_SECONDS > 0 and page_cache.cache_is_shared()
 
 
 def _prefix() -> str:

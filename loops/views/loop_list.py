@@ -17,7 +17,6 @@ from loops.services.loop_list import count_matching_loops, explain_empty_result,
 from loops.tables import DeferredJoinPaginator, LoopTable
 from loops.views import exports
 from loops.views.access import token_or_viewer
-from loops.views.exports import EXPORT_TYPES
 
 PER_PAGE = 50
 SORTABLE_COLUMNS = frozenset(name for name, column in LoopTable.base_columns.items() if column.orderable is not False)
@@ -29,15 +28,15 @@ MAX_PAGE = 20_000
 
 
 def _is_export(request) -> bool:
-    return request.GET.get("_export") in EXPORT_TYPES
+    return request.GET.get("_export") in exports.EXPORT_TYPES
 
 
 # Scripts read the export with an API token (Authorization: Bearer); the page itself needs a session.
 @token_or_viewer(_is_export)
 def loop_list(request):
     export = request.GET.get("_export")
-    if export is not None and export not in EXPORT_TYPES:
-        return exports.unknown_format(export, EXPORT_TYPES)
+    if export is not None and export not in exports.EXPORT_TYPES:
+        return exports.unknown_format(export, exports.EXPORT_TYPES)
 
     # Names and ARNs for the filter's choices and the table's column (one query for both);
     # not the (big) stats and description JSON.
@@ -148,7 +147,7 @@ def _export(table, export_format: str):
     queryset = table.data.data  # the filtered queryset, ordered by the table
     rows = iter_export_rows(table, queryset)
     body = stream_csv(rows) if export_format == "csv" else stream_json(rows)
-    response = StreamingHttpResponse(body, content_type=EXPORT_TYPES[export_format])
+    response = StreamingHttpResponse(body, content_type=exports.EXPORT_TYPES[export_format])
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="human-loops-{stamp}.{export_format}"'
     return response

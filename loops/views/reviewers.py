@@ -15,7 +15,6 @@ from loops.services.output_json import valid_worker_id
 from loops.tables import ReviewerTable
 from loops.views import exports
 from loops.views.access import viewer_required
-from loops.views.exports import EXPORT_TYPES
 
 PER_PAGE = 50
 SORTABLE = frozenset(name for name, column in ReviewerTable.base_columns.items() if column.orderable is not False)
@@ -25,8 +24,8 @@ FILTER_KEYS = ("flow_definition", "window", "created_after", "created_before")
 @viewer_required
 def reviewer_list(request):
     export = request.GET.get("_export")
-    if export is not None and export not in EXPORT_TYPES:
-        return exports.unknown_format(export, EXPORT_TYPES)
+    if export is not None and export not in exports.EXPORT_TYPES:
+        return exports.unknown_format(export, exports.EXPORT_TYPES)
     filterset = ReviewerFilter(request.GET, request=request)
     if not filterset.is_valid():
         if export:
@@ -46,7 +45,7 @@ def reviewer_list(request):
     if export:
         rows = [row.record for row in table.rows]  # in the table's order
         body = stream_csv(reviewers.export_rows(rows)) if export == "csv" else stream_json(reviewers.export_rows(rows))
-        response = StreamingHttpResponse(body, content_type=EXPORT_TYPES[export])
+        response = StreamingHttpResponse(body, content_type=exports.EXPORT_TYPES[export])
         response["Content-Disposition"] = f'attachment; filename="reviewers-{timezone.now():%Y%m%dT%H%M%SZ}.{export}"'
         return response
     RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
