@@ -225,18 +225,23 @@ def split_by_syncs(request_log: Path, sync_log: Path, measured_from: float) -> d
     syncs = [json.loads(line) for line in sync_log.read_text().splitlines() if line.startswith("{")]
     windows = [(s["began_at"], s["ended_at"]) for s in syncs if "began_at" in s]
     during, outside = [], []
-    for start, _kind, ms in json.loads(request_log.read_text()):
+    by_kind: dict[str, tuple[list[float], list[float]]] = {}
+    for start, kind, ms in json.loads(request_log.read_text()):
         if start < measured_from:
             continue
         end = start + ms / 1000
-        (during if any(lo < end and start < hi for lo, hi in windows) else outside).append(ms)
+        overlaps = any(lo < end and start < hi for lo, hi in windows)
+        (during if overlaps else outside).append(ms)
+        by_kind.setdefault(kind, ([], []))[0 if overlaps else 1].append(ms)
 
     def p95(values: list[float]) -> float | None:
         return round(percentile(values, 0.95), 1) if values else None
 
     total = len(during) + len(outside)
     return {"requests_during_syncs": len(during), "share_during_syncs": round(len(during) / total, 3) if total else None,
-            "p95_ms_during_syncs": p95(during), "p95_ms_outside_syncs": p95(outside)}
+            "p95_ms_during_syncs": p95(during), "p95_ms_outside_syncs": p95(outside),
+            "p95_ms_per_kind": {kind: {"during_syncs": p95(d), "outside_syncs": p95(o)}
+                                for kind, (d, o) in sorted(by_kind.items())}}
 
 
 def locust_cpu_seconds(log: Path) -> float | None:
@@ -384,6 +389,8 @@ def report(mode: str, figures: dict) -> None:
     if syncs.get("share_during_syncs") is not None:
         print(f"  requests overlapping an incremental sync: {syncs['share_during_syncs']:.0%}, p95 "
               f"{syncs['p95_ms_during_syncs']} ms; the others p95 {syncs['p95_ms_outside_syncs']} ms", flush=True)
+        kinds = ", ".join(f"{kind} {f['during_syncs']}/{f['outside_syncs']}" for kind, f in syncs["p95_ms_per_kind"].items())
+        print(f"  p95 ms during/outside syncs: {kinds}", flush=True)
 
 
 if __name__ == "__main__":

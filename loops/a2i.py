@@ -20,6 +20,7 @@ shutdown.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -108,6 +109,9 @@ _session: boto3.session.Session | None = None
 _clients: dict[tuple[str, str, str], object] = {}
 # Per thread: whether an attempt of the current stop/delete call may have reached A2I.
 _attempts = threading.local()
+# ThrottlingExceptions answered to each listing client so far (by region): a listing
+# compares the number before and after to learn that A2I is limiting its rate.
+_listing_throttles: dict[str, int] = {}
 
 
 def parse_timestamp(value):
@@ -175,6 +179,9 @@ def _client(service: str, region: str, kind: str = "background"):
                 client = _get_session().client(service, region_name=region, config=config)
                 if service == "sagemaker-a2i-runtime":
                     client.meta.events.register("needs-retry.sagemaker-a2i-runtime", _note_attempt)
+                if kind == "listing":
+                    client.meta.events.register("needs-retry.sagemaker-a2i-runtime.ListHumanLoops",
+                                                functools.partial(_note_listing_throttle, region))
                 _clients[key] = client
     return client
 
@@ -279,6 +286,17 @@ def _call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except _UNAVAILABLE as exc:
         raise _unavailable(exc) from exc
+
+
+def _note_listing_throttle(region: str, response=None, **kwargs) -> None:
+    if response is not None and (response[1].get("Error") or {}).get("Code") == "ThrottlingException":
+        with _lock:
+            _listing_throttles[region] = _listing_throttles.get(region, 0) + 1
+
+
+def listing_throttles(region: str) -> int:
+    """ThrottlingExceptions A2I has answered this process's listing client in `region` (retries included)."""
+    return _listing_throttles.get(region, 0)
 
 
 def _note_attempt(caught_exception=None, **kwargs) -> None:

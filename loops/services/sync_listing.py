@@ -31,7 +31,9 @@ How the range is cut (`SlicedListing`):
    there.
 
 Throttling is shared through the one botocore client every thread uses (adaptive
-retry mode: one client-side rate limiter), so K slices back off together.
+retry mode: one client-side rate limiter), so K slices back off together. Once A2I has
+answered ThrottlingException during a listing, it cuts no new slices: under A2I's rate
+limit more slices do not list faster, and each new boundary costs a partial page.
 Memory is bounded: at most `queue_pages` pages wait for the writers, plus one page
 per lister thread. Pages waiting together are handed over as one batch (BATCH_PAGES).
 """
@@ -138,6 +140,7 @@ class SlicedListing:
         self._alive = 0
         self._starving = False  # the consumer is waiting for a page
         self.splits = 0
+        self._throttles_at_start = a2i.listing_throttles(region)
 
     # --- the consumer's side -------------------------------------------------------
 
@@ -196,6 +199,10 @@ class SlicedListing:
             else:
                 merged.append([s.lo, s.hi])
         return [(lo, hi) for lo, hi in merged]
+
+    def throttled(self) -> bool:
+        """A2I has answered ThrottlingException since this listing began (to any listing in this process)."""
+        return a2i.listing_throttles(self.region) > self._throttles_at_start
 
     # --- lister threads ------------------------------------------------------------
 
@@ -261,7 +268,7 @@ class SlicedListing:
         listers would only contend for the interpreter and add partial pages.
         """
         idle = self.threads - len(self._running)
-        if idle <= 0 or not self._starving:
+        if idle <= 0 or not self._starving or self.throttled():
             return None
         best, expected = None, 0.0
         for piece in self._running:

@@ -243,3 +243,31 @@ def test_slices_share_one_throttling_backoff_so_more_slices_do_not_mean_more_thr
     # own schedule; one shared client-side limiter keeps the throttled share where one
     # paginator has it.
     assert share_8 <= share_1 + 0.15
+
+
+def test_a_listing_that_a2i_throttles_cuts_no_new_slices(aws, settings, monkeypatch):
+    # Under A2I's rate limit more slices add calls (each new boundary costs a partial page),
+    # not loops per second: once throttled, the slices running finish the range alone.
+    spy = ListingSpy(monkeypatch)
+    settings.A2I_SYNC_SLICES = 8
+    settings.A2I_MAX_ATTEMPTS = 20
+    now_ms = int(time.time() * 1000)
+    fd, names = flow_definition_with_loops_at(aws, [now_ms - 1_800_000 + i * 300 for i in range(4000)])
+
+    a2i_api.reset_clients()  # no rate limiter learned by an earlier test
+    free = sync_flow_definition(fd.pk, full=True)
+    assert free.outcome == SyncRun.Outcome.SUCCEEDED, free.error
+    assert spy.listings[-1].splits > 1, "unthrottled, idle listers split dense slices again: the contrast is lost"
+    assert not spy.listings[-1].throttled()
+
+    a2i_api.reset_clients()  # a cold rate limiter, as in a new worker process
+    aws.configure(throttle_tps=8)  # the first fan-out alone takes the bucket's burst
+    try:
+        throttled = sync_flow_definition(fd.pk, full=True)
+    finally:
+        aws.configure(throttle_tps=None)
+    listing = spy.listings[-1]
+    assert throttled.outcome == SyncRun.Outcome.SUCCEEDED, throttled.error
+    assert throttled.loops_seen == len(names)  # converged exactly
+    assert listing.throttled()
+    assert listing.splits == 1  # the fan-out after the first page, none after A2I throttled
