@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 from django.conf import settings
@@ -55,10 +57,47 @@ def version_key() -> str:
     return f"{_prefix()}:data-version"
 
 
-def data_changed() -> None:
-    """Announce a write of what cached pages show; runs when the current transaction commits."""
-    if enabled():
-        transaction.on_commit(_bump)
+# Inside one_announcement(): [whether a change was noted]; None outside.
+_deferred: ContextVar[list[bool] | None] = ContextVar("page_cache_deferred", default=None)
+
+
+def data_changed(*, at_once: bool = False) -> None:
+    """Announce a write of what cached pages show; runs when the current transaction commits.
+
+    Inside one_announcement() the change is only noted and announced when the block ends,
+    unless `at_once` (which also covers the changes noted before it).
+    """
+    if not enabled():
+        return
+    deferred = _deferred.get()
+    if deferred is not None:
+        if not at_once:
+            deferred[0] = True
+            return
+        deferred[0] = False
+    transaction.on_commit(_bump)
+
+
+@contextmanager
+def one_announcement() -> Iterator[None]:
+    """The changes announced inside the block are announced once, when it ends.
+
+    Why: every announcement drops every user's cached pages, and one sync of a flow
+    definition announced up to three times within a second (its last pages, the failed
+    loops it described, its statistics), each time for the pages rendered in between.
+    Nested blocks announce with the outermost.
+    """
+    if _deferred.get() is not None:
+        yield
+        return
+    token = _deferred.set([False])
+    try:
+        yield
+    finally:
+        noted = _deferred.get()[0]
+        _deferred.reset(token)
+        if noted:
+            data_changed()
 
 
 def _bump() -> None:

@@ -91,6 +91,13 @@ def sync_flow_definition(flow_definition_id: int, *, full: bool, page_hook: Page
 def run_claimed(fd: FlowDefinition, run: SyncRun, claimed_until: list[datetime], page_hook: PageHook | None = None) -> SyncRun:
     """Steps 2-6 of a sync whose claim and SyncRun `start_run` made; same outcomes as
     sync_flow_definition."""
+    # The last pages, the failed loops described and the statistics refresh: one
+    # announcement to the page cache when the run ends (long runs announce every second).
+    with page_cache.one_announcement():
+        return _run_claimed(fd, run, claimed_until, page_hook)
+
+
+def _run_claimed(fd: FlowDefinition, run: SyncRun, claimed_until: list[datetime], page_hook: PageHook | None) -> SyncRun:
     try:
         run.listed_from = None if run.kind == SyncRun.Kind.FULL else _incremental_start(fd)
         _run(fd, run, page_hook, claimed_until)

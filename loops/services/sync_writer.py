@@ -56,14 +56,15 @@ def write_pages(fd: FlowDefinition, pages: Iterable[Listed]) -> Iterator[PageRes
 
     Pages that inserted or changed loops are announced to the page cache at most once
     every ANNOUNCE_EVERY seconds, and at the end: every announcement drops the cached
-    pages of every user, and a sync writes dozens of pages a second.
+    pages of every user, and a sync writes dozens of pages a second. (In a sync run the
+    one at the end waits for the run's own: page_cache.one_announcement.)
     """
     announced, unannounced = time.monotonic(), False
     try:
         for result in _write_pages(fd, pages):
             unannounced = unannounced or bool(result.created or result.updated)
             if unannounced and time.monotonic() - announced >= ANNOUNCE_EVERY:
-                page_cache.data_changed()
+                page_cache.data_changed(at_once=True)
                 announced, unannounced = time.monotonic(), False
             yield result
     finally:

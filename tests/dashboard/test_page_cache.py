@@ -182,6 +182,28 @@ def test_a_syncs_pages_are_announced_once_a_second_and_at_the_end(
     assert announced == []
 
 
+def test_a_sync_run_announces_its_pages_described_failures_and_statistics_once(
+    aws, flow_definition, page_cache_on, django_capture_on_commit_callbacks
+):
+    # Each announcement drops every user's cached pages: one per run, not one per writer.
+    names = start_loops(aws, flow_definition, 3)
+    sync_flow_definition(flow_definition.pk, full=False)
+    aws.complete(names[0], answer={"label": "cat"})
+    aws.fail(names[1])  # the sync describes it (failure reason)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        run = sync_flow_definition(flow_definition.pk, full=False)
+    assert run.updated == 2
+    failed = HumanLoop.objects.get(flow_definition=flow_definition, name=names[1])
+    assert failed.failure_reason == "Failed by the test"  # described in this run
+    flow_definition.refresh_from_db()
+    assert flow_definition.stats["status_counts"] == {"Completed": 1, "Failed": 1, "InProgress": 1}  # refreshed
+    assert [c for c in callbacks if c is page_cache._bump] == [page_cache._bump]
+    # Outside a run, each writer still announces its own change.
+    with django_capture_on_commit_callbacks() as callbacks:
+        refresh_flow_definition_stats(flow_definition)
+    assert callbacks == [page_cache._bump]
+
+
 def test_an_event_announces_its_change_and_a_duplicate_does_not(world, page_cache_on, commits):
     event = parse_event(for_loop(world.inv_new, "Completed", time=timezone.now()))
     assert bumped(commits, lambda: apply_events([event], transport="https"))
