@@ -10,8 +10,10 @@ A fragment's cache key holds:
 - the *data version*, a counter in the cache that every writer of what these pages show
   (loops, flow definitions and their statistics, answers, sync outcomes, alert states)
   bumps once its transaction has committed: `data_changed()`. A page requested after a
-  write is never served from before it. Bumping after the commit (never before) is what
-  makes this safe: a render that read the old data was stored under the old version.
+  write is never served from before it, except a sync's writes, which a sync run
+  announces at most once a second and at its end (`one_announcement`). Bumping after the
+  commit (never before) is what makes this safe: a render that read the old data was
+  stored under the old version.
 - a time slot of PAGE_CACHE_SECONDS, so the relative times ("3 min ago"), the worker
   heartbeat and anything a writer forgot to announce are at most that old.
 

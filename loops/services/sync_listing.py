@@ -201,7 +201,8 @@ class SlicedListing:
         return [(lo, hi) for lo, hi in merged]
 
     def throttled(self) -> bool:
-        """A2I has answered ThrottlingException since this listing began (to any listing in this process)."""
+        """A2I has answered ThrottlingException since this listing began, to this listing or another
+        of this process in the same region (A2I's rate limit is the account's, per region)."""
         return a2i.listing_throttles(self.region) > self._throttles_at_start
 
     # --- lister threads ------------------------------------------------------------
