@@ -70,8 +70,9 @@ def test_sync_converges_with_throttling_and_server_errors(aws, settings):
     a2i_api.reset_clients()
     fd = seeded_flow_definition(aws, 1500)
     # Throttling (429 ThrottlingException, A2I Local's token bucket: the client asks for pages
-    # faster than 4 per second) plus 5% server errors (500); botocore retries both.
-    aws.configure(error_rate=0.05, throttle_tps=4)
+    # faster than 2 per second) plus 5% server errors (500); botocore retries both. (The
+    # bucket's burst is 2 calls, so the slices' first fan-out is throttled whatever the pace.)
+    aws.configure(error_rate=0.05, throttle_tps=2)
     attempts = []
     a2i_api.listing_client(aws.region).meta.events.register(
         "needs-retry.sagemaker-a2i-runtime.ListHumanLoops",

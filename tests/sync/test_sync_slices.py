@@ -253,21 +253,24 @@ def test_a_listing_that_a2i_throttles_cuts_no_new_slices(aws, settings, monkeypa
     settings.A2I_MAX_ATTEMPTS = 20
     now_ms = int(time.time() * 1000)
     fd, names = flow_definition_with_loops_at(aws, [now_ms - 1_800_000 + i * 300 for i in range(4000)])
-
-    a2i_api.reset_clients()  # no rate limiter learned by an earlier test
-    free = sync_flow_definition(fd.pk, full=True)
-    assert free.outcome == SyncRun.Outcome.SUCCEEDED, free.error
-    assert spy.listings[-1].splits > 1, "unthrottled, idle listers split dense slices again: the contrast is lost"
-    assert not spy.listings[-1].throttled()
-
     a2i_api.reset_clients()  # a cold rate limiter, as in a new worker process
-    aws.configure(throttle_tps=8)  # the first fan-out alone takes the bucket's burst
+    splits_at_first_throttle = []
+
+    def note(response=None, **kwargs):
+        if response and (response[1].get("Error") or {}).get("Code") == "ThrottlingException" and not splits_at_first_throttle:
+            listing = spy.listings[-1]
+            with listing._cond:  # a split in progress finishes first; any later one sees the throttle
+                splits_at_first_throttle.append(listing.splits)
+
+    a2i_api.listing_client(aws.region).meta.events.register("needs-retry.sagemaker-a2i-runtime.ListHumanLoops", note)
+    aws.configure(throttle_tps=8)  # the first fan-out takes the bucket's burst
     try:
-        throttled = sync_flow_definition(fd.pk, full=True)
+        run = sync_flow_definition(fd.pk, full=True)
     finally:
         aws.configure(throttle_tps=None)
     listing = spy.listings[-1]
-    assert throttled.outcome == SyncRun.Outcome.SUCCEEDED, throttled.error
-    assert throttled.loops_seen == len(names)  # converged exactly
-    assert listing.throttled()
-    assert listing.splits == 1  # the fan-out after the first page, none after A2I throttled
+    assert run.outcome == SyncRun.Outcome.SUCCEEDED, run.error
+    assert run.loops_seen == len(names)  # converged exactly
+    assert listing.throttled() and splits_at_first_throttle, "the throttle never bit: the test proves nothing"
+    assert splits_at_first_throttle[0] >= 1  # the fan-out after the first page came before it
+    assert listing.splits == splits_at_first_throttle[0]  # and no split after it
