@@ -17,17 +17,13 @@ def _membership_changed(sender, action, **kwargs):
         permission_cache.permissions_changed()
 
 
-def _deleted(sender, **kwargs):
-    # A group's or a permission's join rows go by cascade, which sends no m2m_changed.
-    permission_cache.permissions_changed()
-
-
-def _migrated(sender, **kwargs):
+def _changed(sender, **kwargs):
     permission_cache.permissions_changed()
 
 
 def connect() -> None:
     m2m_changed.connect(_membership_changed, dispatch_uid="loops-permission-cache-m2m")
-    post_delete.connect(_deleted, sender=Group, dispatch_uid="loops-permission-cache-group")
-    post_delete.connect(_deleted, sender=Permission, dispatch_uid="loops-permission-cache-permission")
-    post_migrate.connect(_migrated, dispatch_uid="loops-permission-cache-migrate")
+    # A group's or a permission's join rows go by cascade, which sends no m2m_changed.
+    post_delete.connect(_changed, sender=Group, dispatch_uid="loops-permission-cache-group")
+    post_delete.connect(_changed, sender=Permission, dispatch_uid="loops-permission-cache-permission")
+    post_migrate.connect(_changed, dispatch_uid="loops-permission-cache-migrate")
